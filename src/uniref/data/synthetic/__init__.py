@@ -1,0 +1,1 @@
+"""A deterministic synthetic referring world (see :mod:`uniref.data.synthetic.world`)."""

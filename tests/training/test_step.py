@@ -1,0 +1,109 @@
+"""One training step per task: every trainable parameter a task uses gets a gradient, frozen ones none."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from training_fixtures import synthetic_batch, vocab_size, write_vocab
+from uniref import build_model
+from uniref.modeling.text.tokenizer import build_tokenizer
+from uniref.training.criterion import SetCriterion
+from uniref.training.step import TrainingModel, apply_freezing, make_targets, set_train_mode
+
+# Top-level modules a task does not run (so their parameters legitimately get no gradient).
+UNUSED = {
+    "det": {"text_encoder", "resizer", "mask_encoder", "fusion"},
+    "ris": {"mask_encoder"},
+    "fss": {"text_encoder", "resizer"},
+    "vos": {"text_encoder", "resizer"},
+    "rvos": set(),
+}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    vocab = write_vocab(tmp_path_factory.mktemp("vocab"))
+    model = build_model("tiny", num_queries=10, text={"vocab_file": str(vocab), "vocab_size": vocab_size()})
+    apply_freezing(model)
+    # zero-initialised layers (adaLN of UniFusion, last box-MLP layer) block the gradient of what comes before
+    # them at initialisation; a little noise lets the test see every path
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad and not p.any():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.02)
+    return model, build_tokenizer(vocab, vocab_size=vocab_size())
+
+
+def _run(model, tokenizer, task: str, *, frozen_text: bool = False, aux: bool = False):
+    batch = synthetic_batch(task if task != "det" else "det", tokenizer, num=2)
+    set_train_mode(model, frozen_text_encoder=frozen_text)
+    step = TrainingModel(model, SetCriterion(mask_aux_loss=aux), frozen_text_encoder=frozen_text)
+    model.zero_grad(set_to_none=True)
+    out = step(batch)
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+    return out
+
+
+@pytest.mark.parametrize("task", ["det", "ris", "fss", "vos", "rvos"])
+def test_every_used_trainable_parameter_gets_a_gradient(setup, task):
+    model, tokenizer = setup
+    out = _run(model, tokenizer, task, aux=task in ("vos", "rvos"))
+    assert out.num_matched > 0
+    missing, leaked = [], []
+    for name, p in model.named_parameters():
+        top = name.split(".")[0]
+        if not p.requires_grad:
+            if p.grad is not None:
+                leaked.append(name)
+        elif top in UNUSED[task]:
+            if p.grad is not None and p.grad.abs().sum() > 0:
+                leaked.append(name)
+        elif p.grad is None or not torch.isfinite(p.grad).all() or p.grad.abs().sum() == 0:
+            missing.append(name)
+    assert not missing, f"{task}: no gradient for {missing[:10]} ({len(missing)} in all)"
+    assert not leaked, f"{task}: unexpected gradient for {leaked[:10]}"
+
+
+def test_frozen_parameters(setup):
+    model, tokenizer = setup
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    # freeze_at=2: the stem and res2 of the backbone; and BERT's unused pooler
+    assert any(n.startswith("backbone.stem.") for n in frozen)
+    assert any(n.startswith("backbone.res2.") for n in frozen)
+    assert not any(n.startswith("backbone.res3.") for n in frozen)
+    assert {n for n in frozen if n.startswith("text_encoder.")} == {
+        n for n, _ in model.named_parameters() if n.startswith("text_encoder.pooler.")}
+    _run(model, tokenizer, "rvos")
+    for name, p in model.named_parameters():
+        if name in frozen:
+            assert p.grad is None, name
+
+
+def test_video_stage_freezes_the_text_encoder_but_trains_the_resizer(setup):
+    model, tokenizer = setup
+    apply_freezing(model, freeze_text_encoder=True)
+    try:
+        _run(model, tokenizer, "rvos", frozen_text=True, aux=True)
+        assert not model.text_encoder.training
+        for name, p in model.text_encoder.named_parameters():
+            assert not p.requires_grad and p.grad is None, name
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.resizer.parameters())
+        assert model.fusion.training and model.mask_encoder.training
+    finally:
+        for name, p in model.text_encoder.named_parameters():
+            p.requires_grad_(not name.startswith("pooler."))
+
+
+def test_targets_from_masks():
+    m = torch.zeros(2, 20, 30, dtype=torch.bool)
+    m[0, 2:6, 3:9] = True
+    m[1, 10:20, 0:30] = True
+    (t,) = make_targets([m], (32, 32))
+    # boxes are cxcywh of the pixel-edge box, normalised by the unpadded (h, w) = (20, 30)
+    torch.testing.assert_close(t.boxes[0], torch.tensor([6 / 30, 4 / 20, 6 / 30, 4 / 20]))
+    torch.testing.assert_close(t.boxes[1], torch.tensor([0.5, 0.75, 1.0, 0.5]))
+    assert t.masks.shape == (2, 32, 32) and t.masks[:, 20:].sum() == 0 and t.image_size == (20, 30)
+    assert t.labels.tolist() == [0, 0]
