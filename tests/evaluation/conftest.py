@@ -258,8 +258,9 @@ def copy_labels(src: Path, dst: Path, edit=None) -> None:
 @pytest.fixture
 def ds() -> SimpleNamespace:
     return SimpleNamespace(davis=write_davis, refdavis=write_refdavis, refcoco=write_refcoco, fss=write_fss,
-                           refytvos=write_refytvos, ytvos=write_ytvos, lvos=write_lvos, mose=write_mose, label=save_label, label_with=label_with,
-                           jpg=save_jpg, json=save_json, copy_labels=copy_labels, H=H, W=W)
+                           refytvos=write_refytvos, ytvos=write_ytvos, lvos=write_lvos, mose=write_mose,
+                           label=save_label, label_with=label_with, jpg=save_jpg, json=save_json,
+                           copy_labels=copy_labels, H=H, W=W)
 
 
 def _run_cli(*argv: object) -> int:

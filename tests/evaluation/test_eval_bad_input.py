@@ -5,6 +5,7 @@ predictions do not have, a prediction folder missing frames."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +68,8 @@ def test_eval_stops_before_the_model_runs_when_a_frame_has_no_annotation(tmp_pat
 def test_score_names_a_missing_ground_truth_frame(tmp_path: Path, ds, cli, capsys) -> None:
     root = ds.refytvos(tmp_path)
     pred = tmp_path / "pred" / "Annotations"
-    for video, frames, exps in (("vid1", ("00000", "00005", "00010"), ("0", "1")), ("vid2", ("00000", "00005"), ("0",))):
+    layout = (("vid1", ("00000", "00005", "00010"), ("0", "1")), ("vid2", ("00000", "00005"), ("0",)))
+    for video, frames, exps in layout:
         for exp in exps:
             for frame in frames:
                 save_binary_png(pred / video / exp / f"{frame}.png", np.zeros((ds.H, ds.W), bool))
@@ -149,8 +151,6 @@ def test_ytvos_gt_prediction_missing_a_server_frame(tmp_path: Path, ds, cli, cap
     root = ds.ytvos(tmp_path)
     gt = tmp_path / "gt"
     # a fully annotated copy of the valid split serves as ground truth
-    import shutil
-
     shutil.copytree(root, gt)
     for video in ("vidA", "vidB"):
         for frame in ("00000", "00005", "00010"):

@@ -50,8 +50,8 @@ def test_ris_with_named_config_writes_mask_overlay_and_coco(tmp_path, tiny_weigh
     image, _ = make_image(seed=3)
     Image.fromarray(image).save(tmp_path / "street.png")
     out = tmp_path / "out"
-    rc, stdout, err = run_cli(["ris", tmp_path / "street.png", "--text", "The man in the RED shirt!", "--config", "tiny",
-                               "--weights", tiny_weights, "--out", out, "--overlay"], capsys)
+    rc, stdout, err = run_cli(["ris", tmp_path / "street.png", "--text", "The man in the RED shirt!", "--config",
+                               "tiny", "--weights", tiny_weights, "--out", out, "--overlay"], capsys)
     assert rc == 0, err
     assert sorted(p.name for p in files_under(out)) == ["results.json", "street.png", "street_overlay.png"]
     line, = stdout.strip().splitlines()  # one summary line per image
@@ -154,6 +154,19 @@ def test_rvos_two_sentences_per_frame_ytvos_layout(clip, tiny_weights, cached_mo
     with av.open(str(out / "clip_overlay.mp4")) as container:
         assert sum(1 for _ in container.decode(video=0)) == 6
     assert "objects [1, 2]" in stdout
+
+
+def test_bundled_weights_make_weights_optional(tmp_path, tiny_weights, cached_model, monkeypatch, capsys):
+    from uniref.inference import commands
+
+    monkeypatch.setattr(commands, "bundled_weights", lambda name: tiny_weights if name == "demo" else None)
+    image, _ = make_image()
+    Image.fromarray(image).save(tmp_path / "cat.png")
+    rc, stdout, err = run_cli(["ris", tmp_path / "cat.png", "--text", "the cat", "--config", "demo", "--out",
+                               tmp_path / "out", "--format", "coco"], capsys)
+    assert rc == 0, err
+    assert cached_model == [("demo", tiny_weights, cached_model[0][2], "float32")]
+    assert [p.name for p in files_under(tmp_path / "out")] == ["results.json"]
 
 
 def test_installed_entry_point_bad_input_is_one_line(tmp_path):

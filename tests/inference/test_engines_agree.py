@@ -58,6 +58,7 @@ def model():
     return official_tiny_model()
 
 
+@pytest.mark.slow
 def test_vos_engines_agree_with_late_leaving_and_occluding_objects(model):
     frames, labels = make_video(t=6)
     masks = first_appearances(labels)
@@ -75,6 +76,7 @@ def test_vos_engines_agree_with_late_leaving_and_occluding_objects(model):
     assert soft < 1e-3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["propagate", "per_frame"])
 def test_rvos_engines_agree_with_two_sentences(model, mode):
     frames, _ = make_video(t=4, seed=1)

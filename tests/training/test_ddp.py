@@ -30,6 +30,7 @@ SRC = HERE.parents[1] / "src"
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_two_processes_equal_one_process_with_the_combined_batch(tmp_path):
     vocab = write_vocab(tmp_path)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(HERE), os.environ.get("PYTHONPATH", "")]),

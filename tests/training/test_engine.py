@@ -63,8 +63,18 @@ def test_resume_continues_exactly(vocab, tmp_path):
 
 
 def test_checkpoint_contents_and_final_weights(vocab, tmp_path):
-    stage = tiny_stage(vocab, ("vos",), extra=["max_iter=2", "checkpoint_period=1", "keep_checkpoints=1"])
-    result = Trainer(stage, tmp_path, progress=False).train()
+    stage = tiny_stage(vocab, ("vos",), extra=["max_iter=2", "checkpoint_period=1", "keep_checkpoints=1",
+                                               "num_workers=1", "eval_period=2"])
+    calls = []
+
+    def evaluator(model, iteration):
+        calls.append((iteration, model.training))
+        return {"score": 0.5}
+
+    result = Trainer(stage, tmp_path, progress=False, evaluator=evaluator).train()
+    assert calls == [(2, False)]  # in eval mode, at the period
+    log = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert log[-1] == {"iteration": 2, "eval/score": 0.5} and log[0]["iteration"] == 1 and "loss_dice" in log[0]
     assert sorted(p.name for p in tmp_path.glob("model_*.pt")) == ["model_0000002.pt"]  # pruned to the last one
     assert not list(tmp_path.glob(".*tmp"))  # atomic writes leave no temporary file
     ckpt = read_training_checkpoint(tmp_path / "model_0000002.pt")

@@ -107,3 +107,32 @@ def test_targets_from_masks():
     torch.testing.assert_close(t.boxes[1], torch.tensor([0.5, 0.75, 1.0, 0.5]))
     assert t.masks.shape == (2, 32, 32) and t.masks[:, 20:].sum() == 0 and t.image_size == (20, 30)
     assert t.labels.tolist() == [0, 0]
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(setup, tmp_path):
+    from uniref.training.step import enable_gradient_checkpointing
+
+    model, tokenizer = setup
+    torch.manual_seed(0)  # the same dropout masks in both runs (recomputation replays the RNG state)
+    _run(model, tokenizer, "rvos")
+    reference = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    clone = build_model(model.config)
+    clone.load_state_dict(model.state_dict())
+    apply_freezing(clone)
+    wrapped = enable_gradient_checkpointing(clone)
+    assert "transformer.encoder.layers.0" in wrapped and "backbone.res3.0" in wrapped and "text_encoder" in wrapped
+    assert not any(n.startswith("backbone.res2") or n.startswith("mask_encoder") for n in wrapped)
+    torch.manual_seed(0)
+    _run(clone, tokenizer, "rvos")
+    for name, p in clone.named_parameters():
+        if name in reference:
+            torch.testing.assert_close(p.grad, reference[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_bf16_autocast_step_is_finite(setup):
+    model, tokenizer = setup
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        out = _run(model, tokenizer, "vos", aux=True)
+    assert out.loss.dtype == torch.float32 and all(v == v for v in out.terms.values())
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)

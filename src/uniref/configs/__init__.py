@@ -63,6 +63,10 @@ class ModelConfig:
     dec_n_points: int = 4
     num_classes: int = 1
     mask_dim: int = 8
+    # Width knobs for small configs; None keeps the official widths (and the official state dict).
+    backbone_width: int | None = None  # ResNet stem/res2 width (resnet18: 64; 32 halves every stage)
+    backbone_freeze_at: int | None = None  # ResNet only: stages frozen from the start; None: detectron2's 2
+    mask_encoder_widths: tuple[int, int, int, int] | None = None  # mask encoder trunk; None: 64, 128, 256, 512
     fusion_heads: int = 8
     fusion_head_dim: int = 256
     fusion_dropout: float = 0.1
@@ -105,8 +109,8 @@ class ModelConfig:
         for key in ("ris_test_size", "fss_test_size", "video_test_size"):
             if isinstance(data.get(key), dict):
                 data[key] = TestResize(**data[key])
-        for key in ("pixel_mean", "pixel_std"):
-            if key in data:
+        for key in ("pixel_mean", "pixel_std", "mask_encoder_widths"):
+            if data.get(key) is not None:
                 data[key] = tuple(data[key])
         return ModelConfig(text=text, **data)
 

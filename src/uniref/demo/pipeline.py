@@ -208,8 +208,8 @@ def _run_rvos(model: nn.Module, root: Path, out: Path, sizes: DemoSizes, files: 
             for result in predictor.propagate(state):
                 mask = result.masks[0] if result.obj_ids else np.zeros(frames[0].shape[:2], bool)
                 masks.append(mask)
-                files.append(save_binary_png(reader.prediction_path(out / "rvos" / "predictions", sample,
-                                                                    result.frame_idx, exp.exp_id), mask, overwrite=True))
+                where = reader.prediction_path(out / "rvos" / "predictions", sample, result.frame_idx, exp.exp_id)
+                files.append(save_binary_png(where, mask, overwrite=True))
             gt = [(lab == exp.obj_id).astype(np.uint8) for lab in labels]
             scores += evaluate_sequence(gt, [m.astype(np.uint8) for m in masks], name=f"{sample.name}/{exp.exp_id}",
                                         protocol="first_appearance", skip_first_last=False)

@@ -18,7 +18,7 @@ from torch import nn
 from uniref.checkpoint import CheckpointError, file_sha256, read_metadata, save_safetensors
 
 __all__ = ["DEMO_WEIGHTS", "DEMO_WEIGHTS_SHA256", "TRAIN_COMMAND", "build_demo_model", "load_demo_weights",
-           "export_demo_weights", "demo_state_dict"]
+           "export_demo_weights", "demo_state_dict", "weights_metadata"]
 
 DEMO_WEIGHTS = Path(__file__).resolve().parent.parent / "assets" / "demo.safetensors"
 """Where the bundled weights are expected."""

@@ -12,6 +12,19 @@ submission zip where a server scores it, local metrics where the ground truth is
 
 ``evaluate`` resumes: videos whose folder is complete and entries already in the prediction files are
 skipped, so an interrupted run continues where it stopped.
+
+Protocols (spec 9 and 13):
+
+* RIS / FSS: the predictors' top-1 mask per entry; an entry whose box is empty after clipping counts as
+  no prediction (an empty mask), as the official post-processing drops it. FSS supports are the first
+  k other images of the class (the reader's order).
+* VOS: each object is given by its mask on its first annotated frame; the score threshold is the
+  benchmark's preset (DAVIS 0.3, YouTube-VOS 0.4, LVOS 0.5, MOSE 0.4). DAVIS-style folders hold every
+  frame; YouTube-VOS folders only the frames ``meta.json`` lists, i.e. none before the first object.
+* Scores: DAVIS 2017 with the official object rule; LVOS, YouTube-VOS and MOSE (objects may start late)
+  with the ``first_appearance`` rule of :mod:`uniref.evaluation.davis`; Ref-DAVIS17 unsupervised
+  (Hungarian matching), the four annotator splits averaged; Ref-YouTube-VOS per expression over every
+  frame, then averaged over expressions.
 """
 
 from __future__ import annotations
@@ -265,19 +278,19 @@ class _Runner:
                     files["zip"] = _relative(destination, out_dir)
                     where = bench.server or "the benchmark's server"
                     table.notes.append(f"{unit.name}: upload {destination} to {where}")
-                sources = [unit_dir]
+                source = unit_dir
             else:
                 if not scorable:
                     raise ValueError(f"{bench.name} {unit.name}: the ground truth is not public, so there is nothing "
                                      "to score against; pass --gt ROOT (a copy of the benchmark with annotations)")
-                sources = [self._pred_unit(pred_root, unit, len(units))]
+                source = self._pred_unit(pred_root, unit, len(units))
             table.files[unit.name] = files
             if not scorable:
                 table.rows.append({"split": unit.name, ("videos" if bench.is_video else "entries"): len(indices)})
                 table.notes.append(f"{unit.name}: ground truth is not public; scored by the server "
                                    "(pass --gt ROOT, a copy with annotations, to score locally)")
                 continue
-            row, details, result = self._score(unit, reader, gt_reader, indices, sources[0])
+            row, details, result = self._score(unit, reader, gt_reader, indices, source)
             table.rows.append(row)
             table.details[unit.name] = details
             if result is not None:
@@ -341,11 +354,14 @@ class _Runner:
                 if sample.sample_id in done:
                     skipped += 1
                     continue
-                if self.bench.task == "fss":
-                    examples = [(s.image_path, s.load_mask()) for s in sample.supports]
-                    result = predictor.segment(sample.image_path, examples=examples)
-                else:
-                    result = predictor.segment(sample.image_path, text=sample.expression)
+                try:
+                    if self.bench.task == "fss":
+                        examples = [(s.image_path, s.load_mask()) for s in sample.supports]
+                        result = predictor.segment(sample.image_path, examples=examples)
+                    else:
+                        result = predictor.segment(sample.image_path, text=sample.expression)
+                except ValueError as error:
+                    raise ValueError(f"entry {sample.sample_id!r} ({sample.image_path}): {error}") from error
                 log.append(_entry_record(self.bench, sample, result))
                 predicted += 1
         finally:

@@ -93,7 +93,8 @@ def merge_entry_states(bench: Benchmark, states: Sequence[Mapping[str, Any]]) ->
         fss.merge(*states)
         metrics = fss.evaluate()
         row = metrics.to_dict()
-        return _integers(row, ("count", "classes")), {"per_class_iou": {str(k): v for k, v in metrics.per_class.items()}}
+        per_class = {str(k): v for k, v in metrics.per_class.items()}
+        return _integers(row, ("count", "classes")), {"per_class_iou": per_class}
     ris = RISEvaluator()
     ris.merge(*states)
     return _integers(ris.evaluate().to_dict(), ("count",)), {}

@@ -266,7 +266,13 @@ def _cmd_fss(args: argparse.Namespace) -> int:
 
 def _run_images(args: argparse.Namespace, *, text: str | None, examples: list | None) -> int:
     from uniref.inference.image_predictor import ImagePredictor
-    from uniref.inference.writers import StagedOutput, coco_image_entry, image_overlay, write_coco_json, write_overlay_png
+    from uniref.inference.writers import (
+        StagedOutput,
+        coco_image_entry,
+        image_overlay,
+        write_coco_json,
+        write_overlay_png,
+    )
     from uniref.io.images import load_image
     from uniref.io.masks import save_binary_png
 
@@ -285,7 +291,10 @@ def _run_images(args: argparse.Namespace, *, text: str | None, examples: list | 
         caption = text if text is not None else f"few-shot ({len(examples)} example{'s' * (len(examples) > 1)})"
         for path, stem in zip(args.images, stems):
             image = load_image(path)
-            result = predictor.segment(image, text=text) if text is not None else predictor.segment(image, examples=examples)
+            if text is not None:
+                result = predictor.segment(image, text=text)
+            else:
+                result = predictor.segment(image, examples=examples)
             written = []
             if "png" in formats:
                 save_binary_png(stage.root / f"{stem}.png", result.mask)
@@ -298,16 +307,15 @@ def _run_images(args: argparse.Namespace, *, text: str | None, examples: list | 
                 extra["text"] = text
             entries.append(coco_image_entry(result, stem, **extra))
             box = ", ".join(f"{v:.1f}" for v in result.box)
-            lines.append((path, result, box, written))
+            empty = " (empty box)" if result.box_empty else ""
+            lines.append((f"{path}: score {result.score:.3f} box [{box}]{empty} pixels {int(result.mask.sum())}",
+                          written))
         if "coco" in formats:
             write_coco_json(stage.root / "results.json", entries)
     out = Path(args.out)
-    for path, result, box, written in lines:
-        files = ", ".join(str(out / w) for w in written)
-        if "coco" in formats:
-            files = f"{files}, {out / 'results.json'}" if files else str(out / "results.json")
-        empty = " (empty box)" if result.box_empty else ""
-        print(f"{path}: score {result.score:.3f} box [{box}]{empty} pixels {int(result.mask.sum())} -> {files}")
+    for summary, written in lines:  # printed once the files are in place
+        files = [str(out / w) for w in written] + ([str(out / "results.json")] if "coco" in formats else [])
+        print(f"{summary} -> {', '.join(files)}")
     return 0
 
 
@@ -468,7 +476,9 @@ def _run_video(args, video: VideoInput, *, masks_at, texts, obj_ids) -> int:
         summary = writer.write(stage.root, results())
         late = sorted(f for f in masks_at if f > seen["last"])
         if late:
-            raise InputError(f"masks were given for frame(s) {late} but {video.source.name} has {seen['last'] + 1} frames")
+            raise InputError(
+                f"masks were given for frame(s) {late} but {video.source.name} has {seen['last'] + 1} frames"
+            )
     files = ", ".join(f"{p}/" if p.is_dir() else str(p) for p in stage.committed)
     print(f"{args.video}: {summary.frames} frames, objects {obj_ids} -> {files}")
     return 0

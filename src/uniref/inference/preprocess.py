@@ -73,7 +73,8 @@ def prepare_image(model, image: np.ndarray, short: int, max_size: int) -> Prepar
     h0, w0 = image.shape[:2]
     size = shortest_edge_size(h0, w0, short, max_size)
     resized = resize_image(image, size)
-    t = torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1)[None].to(model.device)
+    # PIL hands back a read-only buffer; copy once so torch owns writable memory
+    t = torch.from_numpy(np.array(resized, copy=True)).permute(2, 0, 1)[None].to(model.device)
     return PreparedImage(model.normalize(t)[0], size, (h0, w0))
 
 

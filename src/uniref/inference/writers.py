@@ -109,7 +109,8 @@ def coco_frame_entries(
     texts = dict(result.texts) | dict(texts or {})
     entries = []
     for i, obj_id in enumerate(result.obj_ids):
-        extra: dict[str, Any] = {"video": video, "frame": frame, "frame_idx": int(result.frame_idx), "obj_id": int(obj_id)}
+        extra: dict[str, Any] = {"video": video, "frame": frame, "frame_idx": int(result.frame_idx),
+                                 "obj_id": int(obj_id)}
         if obj_id in texts:
             extra["text"] = texts[obj_id]
         entries.append(
@@ -271,7 +272,8 @@ class VideoResultWriter:
         all_obj_ids: objects of the whole video; in the ``ytvos`` layout an object gets an empty mask on the
             frames before it starts, so every object folder holds every frame.
 
-    The GIF is assembled in memory by Pillow (all its frames); every other output streams.
+    The GIF is assembled in memory by Pillow (all its frames); every other output streams. Each file is
+    atomic; for all-or-nothing over the whole video, write into a :class:`StagedOutput`'s ``root``.
     """
 
     def __init__(

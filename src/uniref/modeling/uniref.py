@@ -105,7 +105,8 @@ class UniRef(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        self.backbone = build_backbone(c.backbone)
+        backbone_kwargs = {} if c.backbone_freeze_at is None else {"freeze_at": c.backbone_freeze_at}
+        self.backbone = build_backbone(c.backbone, width=c.backbone_width, **backbone_kwargs)
         in_channels = [self.backbone.out_channels[k] for k in ("res3", "res4", "res5")]
         self.input_proj = build_input_proj(in_channels, c.d_model, c.num_feature_levels)
         self.position_embedding = PositionEmbeddingSine(c.d_model // 2, normalize=True)
@@ -132,7 +133,9 @@ class UniRef(nn.Module):
             self.text_encoder = build_text_encoder(c.text.bert_config())
             self.resizer = FeatureResizer(c.text.hidden_size, c.d_model)
         if c.with_mask_ref:
-            self.mask_encoder = MaskReferenceEncoder()
+            # values enter UniFusion beside the d_model-wide image features, so both widths are d_model
+            trunk = {} if c.mask_encoder_widths is None else {"trunk_widths": c.mask_encoder_widths}
+            self.mask_encoder = MaskReferenceEncoder(c.d_model, c.d_model, **trunk)
         self.register_buffer("pixel_mean", torch.tensor(c.pixel_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(c.pixel_std).view(1, 3, 1, 1), persistent=False)
 

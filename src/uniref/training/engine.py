@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing as mp
 import os
 import random
 import sys
@@ -290,6 +291,10 @@ class Trainer:
         apply_freezing(model, freeze_text_encoder=self._text_frozen)
         if resume_state is None:
             self._initial_weights(model)
+        # identical initialisation everywhere; from here on each process has its own random stream (dropout)
+        torch.manual_seed(stage.seed + self.dist.rank)
+        random.seed(stage.seed + self.dist.rank)
+        np.random.seed((stage.seed + self.dist.rank) % 2**32)
         self.checkpointed_modules = enable_gradient_checkpointing(model) if stage.grad_checkpointing else []
         model.to(self.device)
         self.model = model
@@ -455,6 +460,8 @@ class Trainer:
             self.factory, batch_size=None, sampler=self.sampler, num_workers=workers, collate_fn=_identity,
             pin_memory=self.device.type == "cuda", persistent_workers=False,
             prefetch_factor=2 if workers > 0 else None,
+            # entries hold closures (lazy loaders), which fork shares and spawn could not pickle
+            multiprocessing_context="fork" if workers > 0 and "fork" in mp.get_all_start_methods() else None,
             # a private generator: creating the iterator must not consume the global torch RNG (exact resume)
             generator=torch.Generator().manual_seed(self.stage.seed),
         )

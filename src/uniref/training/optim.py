@@ -33,30 +33,36 @@ def _official(name: str) -> str:
         return name
 
 
-def parameter_lr(name: str, cfg: OptimConfig) -> float:
-    """The base learning rate of parameter ``name`` (our name; the rules test the official one)."""
+def _rule(name: str, cfg: OptimConfig) -> tuple[str, float]:
     official = _official(name)
     if "text_encoder" in official:
-        return cfg.text_encoder_lr
-    lr = cfg.base_lr
+        return "text_encoder", cfg.text_encoder_lr
+    rule, lr = "base", cfg.base_lr
     if "backbone" in official:
-        lr *= cfg.backbone_multiplier
+        rule, lr = "backbone", lr * cfg.backbone_multiplier
     if "sampling_offsets" in official or "reference_points" in official:
-        lr *= cfg.linear_proj_multiplier
-    return lr
+        rule, lr = ("backbone+" if rule == "backbone" else "") + "linear_proj", lr * cfg.linear_proj_multiplier
+    return rule, lr
+
+
+def parameter_lr(name: str, cfg: OptimConfig) -> float:
+    """The base learning rate of parameter ``name`` (our name; the rules test the official one)."""
+    return _rule(name, cfg)[1]
 
 
 def build_param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
-    """One group per distinct learning rate, each holding its parameter names (for logs and tests)."""
-    groups: dict[float, dict] = {}
+    """One group per rule (base, backbone, linear_proj, text_encoder), each with its parameter names."""
+    groups: dict[str, dict] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        lr = parameter_lr(name, cfg)
-        group = groups.setdefault(lr, {"params": [], "names": [], "lr": lr, "weight_decay": cfg.weight_decay})
+        rule, lr = _rule(name, cfg)
+        group = groups.setdefault(rule, {"params": [], "names": [], "rule": rule, "lr": lr,
+                                         "weight_decay": cfg.weight_decay})
         group["params"].append(p)
         group["names"].append(name)
-    return [groups[k] for k in sorted(groups, reverse=True)]
+    order = ["base", "backbone", "linear_proj", "backbone+linear_proj", "text_encoder"]
+    return [groups[k] for k in order if k in groups]
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:

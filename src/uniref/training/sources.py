@@ -104,11 +104,15 @@ def _resolve_root(cfg: DatasetConfig, data_root: str) -> Path:
     if not cfg.root:
         raise ValueError(f"dataset {cfg.name} has no root; set datasets.{cfg.name}.root=PATH")
     root = Path(os.path.expanduser(cfg.root))
-    if not root.is_absolute():
-        root = Path(data_root) / root
-    if not root.exists():
-        raise FileNotFoundError(f"dataset {cfg.name}: path does not exist: {root}")
-    return root
+    if root.is_absolute() or root.exists():
+        if not root.exists():
+            raise FileNotFoundError(f"dataset {cfg.name}: path does not exist: {root}")
+        return root
+    # a relative root: as given (from the working directory), else under data_root (the official layout)
+    under = Path(os.path.expanduser(data_root)) / root
+    if not under.exists():
+        raise FileNotFoundError(f"dataset {cfg.name}: path does not exist: {root} (nor {under})")
+    return under
 
 
 def dataset_entries(cfg: DatasetConfig, data_root: str = "datasets") -> Sequence:
@@ -125,7 +129,8 @@ def dataset_entries(cfg: DatasetConfig, data_root: str = "datasets") -> Sequence
         from uniref.training.synthetic import synthetic_entries
 
         return synthetic_entries(cfg.task, int(opts.get("num", 8)), size=int(opts.get("size", 64)),
-                                 seed=int(opts.get("seed", 0)), num_frames=int(opts.get("num_frames", 6)))
+                                 seed=int(opts.get("seed", 0)), num_frames=int(opts.get("num_frames", 6)),
+                                 max_objects=int(opts.get("max_objects", 3)))
     root = _resolve_root(cfg, data_root)
     try:
         if cfg.kind in ("coco", "coco-json"):

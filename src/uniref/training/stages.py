@@ -5,8 +5,8 @@ one; :func:`apply_overrides` changes it with ``key=value`` strings such as ``opt
 ``datasets.refytvos.root=/data/refytvos``, ``model.num_queries=100`` or ``model.text.freeze=true``.
 An unknown key is an error naming it and the keys that exist at that level.
 
-Dataset roots that are relative are resolved against ``data_root`` (default ``datasets``), the official
-layout (``datasets/coco``, ``datasets/refcoco``, ...).
+A relative dataset root is taken from the working directory when it exists there, else under ``data_root``
+(default ``datasets``, the official layout: ``datasets/coco``, ``datasets/refcoco``, ...).
 
 Batch sizes are per process (the official ``DATASET_BS`` = 2); the global batch is ``batch_size x processes``.
 The official runs use 16 GPUs; their single-node recipes (8 GPUs) double the iterations and steps
@@ -51,7 +51,7 @@ class DatasetConfig:
         kind: the reader: coco, coco-json, refcoco, refcoco-mixed, fss1000, ytvos, lvos, mose, davis, refytvos,
             ovis (ytvis-json), davis-folders or synthetic.
         task: det, ris, fss, vos or rvos.
-        root: folder (or file) of the data; relative paths are under the stage's ``data_root``.
+        root: folder (or file) of the data; a relative path that does not exist is looked up under ``data_root``.
         ratio: sampling weight.
         batch_size: samples per batch on each process.
         mask_ref_prob: RVOS only, the probability that a batch also gets the frame-0 mask reference
@@ -112,7 +112,7 @@ class StageConfig:
         init_mode: "strict" (every key must match: fine-tuning) or "partial" (load the tensors that fit and
             report the rest: a new head or a new reference encoder, as between the official stages).
         datasets: the mixture.
-        data_root: base folder of relative dataset roots.
+        data_root: base folder of relative dataset roots that do not exist as given.
         max_iter: iterations to train.
         checkpoint_period, keep_checkpoints: write a checkpoint every N iterations, keep the last K.
         eval_period, evals: periodic validation (0 = never).

@@ -60,13 +60,11 @@ def make_targets(masks: list[Tensor], padded: tuple[int, int]) -> list[Target]:
     hp, wp = padded
     for m in masks:
         n, h, w = m.shape
-        boxes = torch.zeros(n, 4, dtype=torch.float32, device=m.device)
-        for i in range(n):
-            ys = torch.nonzero(m[i].any(1)).flatten()
-            xs = torch.nonzero(m[i].any(0)).flatten()
-            if ys.numel():
-                # pixel-edge box (x0, y0, x1, y1) of the mask, as a box annotation would give
-                boxes[i] = torch.stack([xs[0], ys[0], xs[-1] + 1, ys[-1] + 1]).float()
+        # pixel-edge box (x0, y0, x1, y1) of each mask, as a box annotation would give; empty masks get zeros
+        rows, cols = m.any(2).to(torch.uint8), m.any(1).to(torch.uint8)
+        y0, y1 = rows.argmax(1), h - rows.flip(1).argmax(1)
+        x0, x1 = cols.argmax(1), w - cols.flip(1).argmax(1)
+        boxes = torch.stack([x0, y0, x1, y1], 1).float() * rows.any(1, keepdim=True)
         pad = m.new_zeros((n, hp, wp))
         pad[:, :h, :w] = m
         labels = torch.zeros(n, dtype=torch.int64, device=m.device)
@@ -122,12 +120,14 @@ class TrainingModel(nn.Module):
         out_stride = model.config.mask_stride_vos if batch.task == "vos" else model.config.mask_stride
 
         num_layers = out.layer_logits.shape[0]
-        layers = [LayerPredictions(out.layer_logits[l], out.layer_boxes[l]) for l in range(num_layers)]
-        matches = [self.criterion.match(layer, targets) for layer in layers]
-        self._attach_masks(out, layers, matches, image_sizes, out_stride)
+        # matching and losses in float32, also under bf16 autocast (the casts keep the graph)
+        layers = [LayerPredictions(out.layer_logits[l].float(), out.layer_boxes[l].float()) for l in range(num_layers)]
         t = out.transformer
-        encoder = LayerPredictions(t.enc_outputs_class, t.enc_outputs_coord_unact.sigmoid())
-        encoder_matches = self.criterion.match_encoder(encoder, targets)
+        encoder = LayerPredictions(t.enc_outputs_class.float(), t.enc_outputs_coord_unact.float().sigmoid())
+        with torch.autocast(device_type=padded.device.type, enabled=False):
+            matches = [self.criterion.match(layer, targets) for layer in layers]
+            encoder_matches = self.criterion.match_encoder(encoder, targets)
+        self._attach_masks(out, layers, matches, image_sizes, out_stride)
         losses = self.criterion(layers, targets, matches, encoder=encoder, encoder_matches=encoder_matches)
 
         counts = {("" if l == num_layers - 1 else f"_{l}"): sum(m.num_matched for m in matches[l])
@@ -271,6 +271,11 @@ def enable_gradient_checkpointing(model: UniRef) -> list[str]:
         wrapped.append(name)
     text = getattr(model, "text_encoder", None)
     if text is not None and any(p.requires_grad for p in text.parameters()):
-        text.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        text.config.use_cache = False  # caching is for decoding; it conflicts with recomputation
+        kwargs = {"use_reentrant": False}
+        if hasattr(text, "activation_checkpointing_enable"):  # transformers >= 5.x; the old name is deprecated
+            text.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            text.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         wrapped.append("text_encoder")
     return wrapped

@@ -50,14 +50,16 @@ def _render(objects: list[dict], size: int, rng: np.random.Generator, t: int = 0
     return image.astype(np.uint8), np.stack(masks[::-1])
 
 
-def synthetic_entries(task: str, num: int, *, size: int = 64, seed: int = 0, num_frames: int = 6) -> list:
-    """``num`` generated entries for ``task`` (image entries for det/ris/fss, video entries for vos/rvos)."""
-    if num < 0:
-        raise ValueError("num must be >= 0")
+def synthetic_entries(task: str, num: int, *, size: int = 64, seed: int = 0, num_frames: int = 6,
+                      max_objects: int = 3) -> list:
+    """``num`` generated entries for ``task`` (image entries for det/ris/fss, video entries for vos/rvos) with
+    1 to ``max_objects`` objects each (FSS: one)."""
+    if num < 0 or not 1 <= max_objects <= len(_COLOURS):
+        raise ValueError(f"num must be >= 0 and max_objects in 1..{len(_COLOURS)}")
     entries: list = []
     for index in range(num):
         base = np.random.default_rng([seed, index, 7])
-        objects = _layout(base, size, 1 if task == "fss" else int(base.integers(1, 4)))
+        objects = _layout(base, size, 1 if task == "fss" else int(base.integers(1, max_objects + 1)))
         noise_seed = int(base.integers(2**31))
         if task in ("vos", "rvos"):
             def frame(i: int, objects=objects, s=noise_seed):

@@ -26,3 +26,26 @@ def test_unknown_name_lists_the_known_ones():
     for name in available_backbones():
         assert name in str(err.value)
     assert {"resnet18", "resnet50", "swin_large"} <= set(available_backbones())
+
+
+def test_width_narrows_every_stage_and_keeps_the_names():
+    torch.manual_seed(0)
+    narrow = build_backbone("resnet18", width=32, freeze_at=0).train()
+    with torch.device("meta"):
+        default = build_backbone("resnet18")
+        r50 = build_backbone("resnet50", width=32)
+        swin = build_backbone("swin_large", width=96)
+    assert default.out_channels == {"res2": 64, "res3": 128, "res4": 256, "res5": 512}
+    assert narrow.out_channels == {"res2": 32, "res3": 64, "res4": 128, "res5": 256}
+    assert list(narrow.state_dict()) == list(default.state_dict())
+    assert narrow.stem.conv1.weight.shape == (32, 3, 7, 7)
+    assert r50.out_channels == {"res2": 128, "res3": 256, "res4": 512, "res5": 1024}
+    assert r50.res2[0].conv1.weight.shape == (32, 32, 1, 1)
+    assert swin.out_channels["res2"] == 96
+    feats = narrow(torch.randn(2, 3, 96, 128))
+    assert {k: tuple(v.shape) for k, v in feats.items()} == {
+        "res2": (2, 32, 24, 32), "res3": (2, 64, 12, 16), "res4": (2, 128, 6, 8), "res5": (2, 256, 3, 4)}
+    sum(f.mean() for f in feats.values()).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in narrow.parameters())
+    # explicit keyword arguments win over the width
+    assert build_backbone("resnet18", width=32, stem_out_channels=16).stem.conv1.weight.shape[0] == 16

@@ -90,5 +90,5 @@ def test_out_features_subset_and_errors():
         ResNet(20)
     with pytest.raises(ValueError, match="output features"):
         ResNet(18, out_features=("res6",))
-    with pytest.raises(ValueError):
-        ResNet(18, res2_out_channels=256)
+    with pytest.raises(ValueError, match="num_groups"):
+        ResNet(18, num_groups=2)

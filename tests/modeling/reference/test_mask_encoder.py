@@ -110,3 +110,38 @@ def test_blocks_behave():
     assert gated.shape == y.shape and (gated.abs() <= y.abs() + 1e-6).all()  # gates are in (0, 1)
     fuser = FeatureFusionBlock(8 + 16, 16)
     assert fuser(torch.randn(1, 8, 3, 3), torch.randn(1, 16, 3, 3)).shape == (1, 16, 3, 3)
+
+
+def test_narrow_encoder_builds_runs_and_trains():
+    """The demo widths: trunk 32..256, values of d_model 128; same parameter names as the official encoder."""
+    torch.manual_seed(0)
+    encoder = MaskReferenceEncoder(128, 128, trunk_widths=(32, 64, 128, 256)).train()
+    with torch.device("meta"):
+        official = MaskReferenceEncoder()
+    assert list(encoder.state_dict()) == list(official.state_dict())
+    assert encoder.conv1.weight.shape == (32, 4, 7, 7) and encoder.layer4[0].conv1.weight.shape == (256, 128, 3, 3)
+    assert encoder.final_layer[0].weight.shape == (128, 256, 3, 3)
+    assert encoder.fuser2.block1.conv1.weight.shape == (128, 64 + 128, 3, 3)
+    assert encoder.fuser5.block1.conv1.weight.shape == (128, 128 + 128, 3, 3)
+    assert encoder.fuser3.attention.ChannelGate.mlp[1].weight.shape == (128 // 16, 128)  # CBAM reduction 16
+    n_narrow = sum(p.numel() for p in encoder.parameters())
+    assert n_narrow < sum(p.numel() for p in official.parameters()) / 3
+    srcs = [torch.randn(2, 128, s, s) for s in (8, 4, 2, 1)]
+    mask = torch.zeros(2, 1, 64, 64)
+    mask[:, :, 10:40, 12:50] = 1
+    out = encoder(torch.randn(2, 3, 64, 64), mask, srcs)
+    assert [tuple(o.shape) for o in out] == [(2, 128, s, s) for s in (8, 4, 2, 1)]
+    sum(o.square().mean() for o in out).backward()
+    missing = [n for n, p in encoder.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()
+               or p.grad.abs().sum() == 0]
+    assert not missing, missing
+    sam = SamMaskReferenceEncoder(64, 64, trunk_widths=(16, 32, 64, 128))
+    assert not hasattr(sam, "layer4") and sam.fuser.block1.conv1.weight.shape == (64, 64 + 64, 3, 3)
+    assert sam(torch.randn(1, 3, 64, 64), mask[:1], torch.randn(1, 64, 4, 4)).shape == (1, 64, 4, 4)
+
+
+def test_bad_widths_are_rejected():
+    with pytest.raises(ValueError, match="4 positive stage widths"):
+        MaskReferenceEncoder(trunk_widths=(32, 64, 128))
+    with pytest.raises(ValueError, match="multiple of 32"):
+        MaskReferenceEncoder(96, 96 + 8)

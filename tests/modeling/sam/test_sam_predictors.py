@@ -338,6 +338,7 @@ def test_build_model_routes_the_sam_names(model, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- command line
+@pytest.mark.slow
 def test_cli_config_sam_vit_b_runs_the_four_tasks(model, tmp_path, monkeypatch, capsys):
     """``uniref ris|fss|vos|rvos --config sam_vit_b``: the name reaches the SAM builder through get_config and
     build_model. The named config is shrunk to the test model's size (the CLI has no size option)."""

@@ -214,7 +214,7 @@ def test_transformer_does_not_own_the_heads():
                     torch.zeros(300, 256), class_embed, bbox_embed)
 
 
-def _tiny_inputs(batch: int, shapes: list[tuple[int, int]], valid: list[tuple[int, int]]):
+def _tiny_inputs(batch: int, shapes: list[tuple[int, int]], valid: list[tuple[int, int]], d_model: int = 256):
     """Random features with a bottom/right padding per image (``valid`` = unpadded level-0 size)."""
     srcs, masks, pos = [], [], []
     h0, w0 = shapes[0]
@@ -222,9 +222,9 @@ def _tiny_inputs(batch: int, shapes: list[tuple[int, int]], valid: list[tuple[in
         mask = torch.ones(batch, h, w, dtype=torch.bool)
         for b, (vh, vw) in enumerate(valid):
             mask[b, : math.ceil(vh * h / h0), : math.ceil(vw * w / w0)] = False
-        srcs.append(torch.randn(batch, 256, h, w))
+        srcs.append(torch.randn(batch, d_model, h, w))
         masks.append(mask)
-        pos.append(sine_position_embedding(mask))
+        pos.append(sine_position_embedding(mask, d_model // 2))
     return srcs, masks, pos
 
 
@@ -314,3 +314,44 @@ def test_dtype_follows_the_inputs():
         if dtype == torch.float64:  # bf16 may legitimately select other proposals
             assert max_abs_diff(logits, g.out("pred_logits_per_layer")) <= 1e-4
             assert max_abs_diff(boxes, g.out("pred_boxes_per_layer")) <= 1e-5
+
+
+def test_narrow_d_model_builds_runs_and_trains():
+    """d_model 128 (the demo width): proposal embedding of 4 x 64 features, pos_trans 256 -> 256."""
+    torch.manual_seed(2)
+    d, num_dec, queries = 128, 2, 6
+    transformer = DeformableTransformer(
+        d_model=d, num_encoder_layers=1, num_decoder_layers=num_dec, dim_feedforward=64, two_stage_num_proposals=queries,
+    ).train()
+    assert transformer.pos_trans.weight.shape == (2 * d, 2 * d) and transformer.pos_trans_norm.weight.shape == (2 * d,)
+    assert transformer.level_embed.shape == (4, d)
+    class_embed, bbox_embed = build_detection_heads(d, 1, num_dec)
+    query_embed = nn.Embedding(queries, d)
+    with torch.no_grad():
+        for p in [*transformer.parameters(), *bbox_embed.parameters()]:
+            if p.dim() > 1 and p.abs().sum() == 0:
+                p.normal_(0, 0.01)
+    shapes = [(8, 10), (4, 5), (2, 3), (1, 2)]
+    srcs, masks, pos = _tiny_inputs(2, shapes, [(8, 10), (5, 9)], d_model=d)
+    out = transformer(srcs, masks, pos, query_embed.weight, class_embed, bbox_embed)
+    s = sum(h * w for h, w in shapes)
+    assert out.hs.shape == (num_dec, 2, queries, d) and out.memory.shape == (2, s, d)
+    assert out.inter_references.shape == (num_dec, 2, queries, 4)
+    logits, boxes, _ = predict_per_layer(out, class_embed, bbox_embed)
+    assert torch.isfinite(logits).all() and torch.isfinite(boxes).all()
+    coords = out.enc_outputs_coord_unact
+    (logits.sum() + boxes.sum() + out.enc_outputs_class.sum() + coords[torch.isfinite(coords)].sum()).backward()
+    named = [*transformer.named_parameters(), ("query_embed", query_embed.weight)]
+    missing = [k for k, p in named if p.grad is None or not torch.isfinite(p.grad).all() or p.grad.abs().sum() == 0]
+    assert not missing, missing
+
+
+def test_proposal_embedding_width_follows_d_model():
+    from uniref.modeling.transformer.two_stage import proposal_pos_embed
+
+    boxes = torch.randn(2, 3, 4)
+    assert proposal_pos_embed(boxes, 64).shape == (2, 3, 256)
+    # the official width is the d_model=256 case of the same formula
+    assert torch.equal(proposal_pos_embed(boxes), proposal_pos_embed(boxes, 256 // 2))
+    with pytest.raises(ValueError, match="divisible by 4"):
+        DeformableTransformer(d_model=130, nhead=2)

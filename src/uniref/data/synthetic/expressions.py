@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -291,7 +291,8 @@ def realize(meaning: Meaning, rng: np.random.Generator) -> str:
                        "bottom": ("lowest", "bottommost")}[side]
             far = {"left": "on the far left", "right": "on the far right", "top": "at the very top",
                    "bottom": "at the very bottom"}[side]
-            return _pick(rng, (f"the {_pick(rng, extreme)} {bare}", f"the {bare} {far}", f"the first {bare} {from_side}"))
+            return _pick(rng, (f"the {_pick(rng, extreme)} {bare}", f"the {bare} {far}",
+                               f"the first {bare} {from_side}"))
         ordinal = {2: "second", 3: "third"}[rank]
         return _pick(rng, (f"the {ordinal} {bare} {from_side}", f"the {bare} {ordinal} {from_side}"))
     if isinstance(meaning, Relation):
@@ -483,7 +484,3 @@ def describe_video_objects(
             out[t] = _to_expressions(chosen, rng)
     return out
 
-
-def with_np(meaning: Meaning, np_: NounPhrase) -> Meaning:
-    """``meaning`` about another noun phrase (helper for tests and tools)."""
-    return replace(meaning, np=np_)

@@ -44,10 +44,10 @@ _POLYGONS: dict[str, np.ndarray] = {
     "square": np.array([(-0.85, -0.85), (0.85, -0.85), (0.85, 0.85), (-0.85, 0.85)]),
     "triangle": _regular(3, 1.3) + np.array([0.0, 0.0]),
     "star": _star(1.3, 0.55),
-    "hexagon": _regular(6, 1.05),
     "cross": _cross(1.0, 0.36),
 }
-_EXTENT = {"circle": 1.0, **{k: float(np.sqrt((p**2).sum(1)).max()) for k, p in _POLYGONS.items()}}
+_RING_HOLE = 0.5  # inner radius / outer radius: the ring covers 0.75 of its disc
+_EXTENT = {"circle": 1.0, "ring": 1.0, **{k: float(np.sqrt((p**2).sum(1)).max()) for k, p in _POLYGONS.items()}}
 
 
 def shape_extent(shape: str) -> float:
@@ -137,8 +137,11 @@ def rasterize(shape: str, radius: float, pose: Pose, height: int, width: int) ->
     # object frame: rotate the image offsets by -angle
     u = c * xs + s * ys
     v = -s * xs + c * ys
-    if shape == "circle":
-        inside = u * u + v * v <= radius * radius
+    if shape in ("circle", "ring"):
+        d2 = u * u + v * v
+        inside = d2 <= radius * radius
+        if shape == "ring":  # the hole shows what is behind
+            inside &= d2 >= (_RING_HOLE * radius) ** 2
     else:
         inside = _in_polygon(u / radius, v / radius, _POLYGONS[shape])
     if not inside.any():

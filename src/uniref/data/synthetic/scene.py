@@ -126,7 +126,7 @@ def sample_scene(
     *,
     num_objects: tuple[int, int] = (3, 6),
     twin_prob: float = 0.55,
-    min_visible: float = 0.45,
+    min_visible: float = 0.55,
     appearances: Sequence[Appearance] = (),
     max_tries: int = 40,
 ) -> tuple[Background, list[SceneObject]]:

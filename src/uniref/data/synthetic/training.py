@@ -24,7 +24,7 @@ import numpy as np
 import torch.utils.data
 
 from uniref.data.synthetic.vocabulary import SHAPES
-from uniref.data.synthetic.world import WorldConfig, generate_clip, generate_fss_image, generate_ris_image, item_rng
+from uniref.data.synthetic.world import WorldConfig, generate_clip, generate_fss_image, generate_ris_image
 from uniref.training.samples import ImageEntry, TrainSample, VideoEntry, build_sample_builder
 from uniref.training.transforms import AugmentConfig
 
@@ -104,7 +104,8 @@ def demo_augment(config: WorldConfig = WorldConfig()) -> AugmentConfig:
     """Augmentation at the world's scale: flips, mild multi-scale, no crop (crops could cut away the objects
     an ordinal or a relation is about)."""
     short = min(config.height, config.width)
-    return AugmentConfig(short_sizes=(short - 16, short, short + 16), max_size=int(max(config.height, config.width) * 1.3),
+    return AugmentConfig(short_sizes=(short - 16, short, short + 16),
+                         max_size=int(max(config.height, config.width) * 1.3),
                          flip_prob=0.5, crop_prob=0.0, crop_pre_sizes=(), crop_range=(short, short))
 
 
@@ -130,5 +131,4 @@ class SyntheticTaskDataset(torch.utils.data.Dataset):
         return len(self.entries)
 
     def __getitem__(self, index: int) -> TrainSample:
-        rng = item_rng(self.seed, "ris", f"augment-{self.epoch}", index)
-        return self.builder(int(index), rng)
+        return self.builder(int(index), np.random.default_rng([self.seed, 1_000_003, self.epoch, int(index)]))

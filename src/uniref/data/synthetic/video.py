@@ -87,15 +87,15 @@ def _direction_vector(rng: np.random.Generator, direction: str, jitter: float = 
 
 
 def _sample_motion(rng: np.random.Generator, app: Appearance, short: int, height: int, width: int, num_frames: int,
-                   *, direction: str | None = None, entering: bool = False) -> Trajectory:
-    """A trajectory: still, straight or curved; optionally entering the frame from outside."""
+                   *, direction: str | None = None, entering: bool = False, leaving: bool = False) -> Trajectory:
+    """A trajectory: still, straight or curved; or entering the frame from outside, or leaving it."""
     angle0 = float(rng.uniform(0, 2 * math.pi))
-    can_turn = app.shape != "circle"
+    can_turn = app.shape not in ("circle", "ring")  # a turning disc looks still
     omega = float(rng.choice([-1, 1]) * rng.uniform(0.1, 0.25)) if can_turn and rng.random() < 0.35 else 0.0
     extent = shape_extent(app.shape) * app.radius
     if direction is None:
         direction = "still" if rng.random() < 0.25 else DIRECTIONS[int(rng.integers(4))]
-    if direction == "still" and not entering:
+    if direction == "still" and not (entering or leaving):
         p0 = (float(rng.uniform(extent, height - extent)), float(rng.uniform(extent, width - extent)))
         return Trajectory(p0, angle0=angle0, omega=omega)
     if direction == "still":
@@ -115,6 +115,18 @@ def _sample_motion(rng: np.random.Generator, app: Appearance, short: int, height
             cx = float(rng.uniform(extent, width - extent))
         vy, vx = uy * speed, ux * speed
         return Trajectory((cy - vy * first, cx - vx * first), (vy, vx), angle0=angle0, omega=omega)
+    if leaving:
+        # fully out (centre beyond the border by its extent) at frame `gone`, late in the clip
+        speed = float(max(2.0, rng.uniform(0.3, 0.6) * app.radius))
+        gone = int(rng.integers(num_frames // 2, num_frames - 1))
+        if direction in ("left", "right"):
+            cx = -extent - 1.0 if direction == "left" else width + extent + 1.0
+            cy = float(rng.uniform(extent, height - extent))
+        else:
+            cy = -extent - 1.0 if direction == "up" else height + extent + 1.0
+            cx = float(rng.uniform(extent, width - extent))
+        vy, vx = uy * speed, ux * speed
+        return Trajectory((cy - vy * gone, cx - vx * gone), (vy, vx), angle0=angle0, omega=omega)
     speed = float(rng.uniform(0.012, 0.03) * short)
     vy, vx = uy * speed, ux * speed
     ay = ax = 0.0
@@ -172,7 +184,8 @@ def sample_clip_layout(
     *,
     num_objects: tuple[int, int] = (2, 4),
     referring: bool = False,
-    enter_prob: float = 0.3,
+    enter_prob: float = 0.45,
+    leave_prob: float = 0.2,
     max_tries: int = 30,
 ) -> ClipLayout:
     """A clip whose objects are all visible on at least three frames.
@@ -200,16 +213,20 @@ def sample_clip_layout(
         objects = []
         for k, (app, d) in enumerate(zip(apps, directions)):
             entering = k >= 2 and rng.random() < enter_prob
+            leaving = not entering and k >= 1 and d != "still" and rng.random() < leave_prob
             objects.append(ClipObject(app, _sample_motion(rng, app, short, height, width, num_frames, direction=d,
-                                                          entering=entering)))
+                                                          entering=entering, leaving=leaving)))
         z_order = tuple(int(i) for i in rng.permutation(len(objects)))
         visible, areas = _clip_masks(objects, z_order, num_frames, height, width)
         ok = _acceptable(visible, areas)
         at_start = visible[:, 0].reshape(len(objects), -1).sum(1) > 0
         if ok.all() and at_start.sum() >= min(2, len(objects)):
             break
-        if attempt == max_tries:  # keep the objects that work (the first one always starts visible)
-            keep = [k for k in range(len(objects)) if ok[k]] or [0]
+        if attempt == max_tries:  # keep the objects that work; make sure the first frame shows one
+            keep = [k for k in range(len(objects)) if ok[k]]
+            if not any(at_start[k] for k in keep):  # rare: pin the first object, still, in the middle
+                objects[0] = ClipObject(objects[0].appearance, Trajectory((height / 2, width / 2)))
+                keep = [0] + [k for k in keep if k != 0]
             objects = [objects[k] for k in keep]
             z_order = tuple(int(i) for i in np.argsort([z_order.index(k) for k in keep]))
             visible, areas = _clip_masks(objects, z_order, num_frames, height, width)

@@ -6,7 +6,7 @@ contains "left" or "right" except the spatial ones, because the training flip sw
 
 from __future__ import annotations
 
-SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "hexagon", "cross")
+SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross", "ring")
 """Shape classes; the FSS class of an image is its target shape."""
 
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -27,12 +27,13 @@ TEXTURES: tuple[str, ...] = ("solid", "striped", "dotted", "speckled")
 SIZES: tuple[str, ...] = ("small", "medium", "large")
 
 SIZE_RADIUS: dict[str, tuple[float, float]] = {
-    "small": (0.055, 0.08),
-    "medium": (0.10, 0.13),
-    "large": (0.16, 0.205),
+    "small": (0.06, 0.085),
+    "medium": (0.105, 0.135),
+    "large": (0.165, 0.21),
 }
 """Radius range of each size class as a fraction of the image's shorter side; the gaps between the ranges
-(a ratio of at least 1.23) keep the size words unambiguous."""
+(a radius ratio of at least 1.22, an area ratio of about 1.5) keep the size words unambiguous. At 96 pixels
+a small shape is still 12 pixels across, enough to tell the six outlines apart."""
 
 SHAPE_WORDS: dict[str, tuple[str, ...]] = {s: (s,) for s in SHAPES}
 SIZE_WORDS: dict[str, tuple[str, ...]] = {

@@ -55,7 +55,7 @@ class WorldConfig:
     clip_objects: tuple[int, int] = (2, 4)
     expressions_per_object: int = 3
     rvos_expressions_per_object: int = 2
-    min_referable_visible: float = 0.5
+    min_referable_visible: float = 0.6
 
     @property
     def frame(self) -> tuple[int, int]:

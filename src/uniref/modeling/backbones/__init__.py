@@ -44,15 +44,26 @@ def available_backbones() -> list[str]:
     return sorted(_RESNET_DEPTHS) + sorted(_SWIN_NAMES)
 
 
-def build_backbone(name: str, **kwargs: Any) -> nn.Module:
+def build_backbone(name: str, *, width: int | None = None, **kwargs: Any) -> nn.Module:
     """Build a backbone by name; keyword arguments override the preset.
 
     ``resnet18/34/50/101`` -> :class:`ResNet` (detectron2 layout, FrozenBN, ``freeze_at=2``);
     ``swin_tiny/small/base/large`` -> :class:`SwinTransformer` (``swin_large`` is UniRef++'s Swin-L).
     Example: ``build_backbone("swin_large", embed_dim=32, depths=[1, 1, 2, 1], num_heads=[1, 2, 4, 8])``.
+
+    Args:
+        width: base width, None for the preset's. ResNet: stem and ``res2`` channels (bottleneck width for
+            depth 50/101, whose ``res2`` is 4x wider), e.g. ``resnet18`` at ``width=32`` halves every stage
+            (32, 64, 128, 256); Swin: ``embed_dim``. Explicit keyword arguments win over it.
     """
     if name in _RESNET_DEPTHS:
-        return ResNet(_RESNET_DEPTHS[name], **kwargs)
+        depth = _RESNET_DEPTHS[name]
+        if width is not None:
+            basic = depth in (18, 34)
+            derived = {"stem_out_channels": width, "res2_out_channels": width if basic else 4 * width,
+                       "width_per_group": width}
+            kwargs = {**derived, **kwargs}
+        return ResNet(depth, **kwargs)
     if name in _SWIN_NAMES:
         cfg = SWIN_PRESETS[_SWIN_NAMES[name]]
         arch = {
@@ -60,6 +71,8 @@ def build_backbone(name: str, **kwargs: Any) -> nn.Module:
             "window_size": cfg.window_size, "mlp_ratio": cfg.mlp_ratio, "qkv_bias": cfg.qkv_bias,
             "drop_path_rate": cfg.drop_path_rate, "patch_size": cfg.patch_size, "patch_norm": cfg.patch_norm,
         }
+        if width is not None:
+            arch["embed_dim"] = width
         arch.update(kwargs)
         embed_dim, depths, num_heads = arch.pop("embed_dim"), arch.pop("depths"), arch.pop("num_heads")
         return SwinTransformer(embed_dim, depths, num_heads, **arch)

@@ -108,7 +108,8 @@ BLOCKS_PER_DEPTH: dict[int, list[int]] = {
 class ResNetConfig:
     """detectron2 ``MODEL.RESNETS`` fields that change the architecture.
 
-    ``res2_out_channels`` must be 64 for depth 18/34 (BasicBlock) and is 256 for the bottleneck depths.
+    ``res2_out_channels`` is 64 for depth 18/34 (BasicBlock) and 256 for the bottleneck depths in detectron2;
+    other values give narrower or wider networks (each later stage doubles it).
     """
 
     depth: int = 50
@@ -140,8 +141,10 @@ class ResNet(nn.Module):
         basic = depth in (18, 34)
         if res2_out_channels is None:
             res2_out_channels = 64 if basic else 256
-        if basic and (res2_out_channels != 64 or num_groups != 1 or res5_dilation != 1):
-            raise ValueError("ResNet-18/34 need res2_out_channels=64, num_groups=1 and res5_dilation=1")
+        # detectron2 also pins res2 of ResNet-18/34 to 64 channels; narrower (or wider) ones are allowed here
+        # for small configs (every later stage doubles it).
+        if basic and (num_groups != 1 or res5_dilation != 1):
+            raise ValueError("ResNet-18/34 need num_groups=1 and res5_dilation=1")
         if res5_dilation not in (1, 2):
             raise ValueError("res5_dilation must be 1 or 2")
 

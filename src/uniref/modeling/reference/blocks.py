@@ -8,6 +8,7 @@ State-dict names equal the official ones (``conv1``, ``bn1``, ``layer{i}.{j}.{co
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -48,23 +49,25 @@ class ResNet18Trunk(nn.Module):
 
     Registers ``conv1``, ``bn1`` and ``layer1`` .. ``layer{num_stages}`` directly on the module, so that
     encoders subclassing it get the official top-level names. Stage ``i`` has stride ``2 ** (i + 1)``
-    and ``64 * 2 ** (i - 1)`` channels.
+    and ``widths[i - 1]`` channels (official: 64, 128, 256, 512); the stem has ``widths[0]``.
 
     Never loads pretrained weights (the official encoder downloads ImageNet weights when built; that
     is left to checkpoint loading). The init follows the official one otherwise: convolution weights
     ``N(0, sqrt(2 / (k * k * out_channels)))``, biases zero, BatchNorm weight one and bias zero.
     """
 
-    stage_channels = (64, 128, 256, 512)
-
-    def __init__(self, num_stages: int = 4, in_channels: int = 4):
+    def __init__(self, num_stages: int = 4, in_channels: int = 4,
+                 widths: Sequence[int] = (64, 128, 256, 512)):
         super().__init__()
         if not 1 <= num_stages <= 4:
             raise ValueError(f"a ResNet-18 trunk has 1 to 4 stages, got {num_stages}")
+        if len(widths) != 4 or any(int(w) < 1 for w in widths):
+            raise ValueError(f"a ResNet-18 trunk needs 4 positive stage widths, got {tuple(widths)}")
         self.num_stages = num_stages
-        self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3)
-        self.bn1 = nn.BatchNorm2d(64)
-        prev = 64
+        self.stage_channels = tuple(int(w) for w in widths)
+        self.conv1 = nn.Conv2d(in_channels, self.stage_channels[0], 7, stride=2, padding=3)
+        self.bn1 = nn.BatchNorm2d(self.stage_channels[0])
+        prev = self.stage_channels[0]
         for i in range(num_stages):
             ch = self.stage_channels[i]
             self.add_module(f"layer{i + 1}", _make_stage(prev, ch, stride=1 if i == 0 else 2))
@@ -129,11 +132,12 @@ class ChannelGate(nn.Module):
     def __init__(self, channels: int, reduction: int = 16):
         super().__init__()
         # Index layout (0 flatten, 1 linear, 2 relu, 3 linear) gives the official names mlp.1 / mlp.3.
+        hidden = max(1, channels // reduction)  # the floor only matters below 16 channels
         self.mlp = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(channels, channels // reduction),
+            nn.Linear(channels, hidden),
             nn.ReLU(),
-            nn.Linear(channels // reduction, channels),
+            nn.Linear(hidden, channels),
         )
 
     def forward(self, x: Tensor) -> Tensor:

@@ -65,7 +65,8 @@ class DeformableTransformer(nn.Module):
     """Deformable-DETR encoder + two-stage proposal selection + decoder.
 
     Args:
-        d_model: channel width C (must be 256: the proposal embedding is 4 x 128 wide).
+        d_model: channel width C, a multiple of 4 (official 256); the proposal embedding is 4 coordinates x
+            ``C / 2`` sine features, i.e. ``2 C`` wide (128 per coordinate for the official 256).
         nhead: attention heads.
         num_encoder_layers, num_decoder_layers: depths.
         dim_feedforward: FFN width.
@@ -94,9 +95,9 @@ class DeformableTransformer(nn.Module):
         look_forward_twice: bool = True,
     ):
         super().__init__()
-        if d_model != 256:
-            # the official proposal embedding hard-codes 128 frequencies x 4 coordinates = 2 * 256
-            raise ValueError(f"the two-stage transformer needs d_model=256, got {d_model}")
+        if d_model % 4:
+            # C / 2 sine features per box coordinate, themselves interleaved sin/cos pairs
+            raise ValueError(f"the two-stage transformer needs d_model divisible by 4, got {d_model}")
         self.d_model = d_model
         self.nhead = nhead
         self.num_feature_levels = num_feature_levels
@@ -193,7 +194,8 @@ class DeformableTransformer(nn.Module):
         topk_coords_unact = torch.gather(enc_outputs_coord_unact, 1, topk.unsqueeze(-1).expand(-1, -1, 4)).detach()
         reference_points = topk_coords_unact.sigmoid()
         # boxes stay in float32 (or wider); their embedding follows the features' dtype
-        pos_trans_out = self.pos_trans_norm(self.pos_trans(proposal_pos_embed(topk_coords_unact).to(memory.dtype)))
+        proposal_pos = proposal_pos_embed(topk_coords_unact, self.d_model // 2).to(memory.dtype)  # [B, Q, 2C]
+        pos_trans_out = self.pos_trans_norm(self.pos_trans(proposal_pos))
         query_pos, tgt = torch.split(pos_trans_out, self.d_model, dim=2)
         if self.mixed_selection:
             # learned content queries; only the positional half of the proposal embedding is used

@@ -61,6 +61,8 @@ def proposal_pos_embed(proposals: Tensor, num_pos_feats: int = 128, temperature:
 
     Args:
         proposals: ``[B, Q, 4]`` logits of (cx, cy, w, h).
+        num_pos_feats: features per coordinate, ``d_model / 2`` (128 for the official width 256), so that
+            the embedding is ``2 * d_model`` wide, the input of ``pos_trans``.
 
     Returns:
         ``[B, Q, 4 * num_pos_feats]``: per coordinate, ``num_pos_feats`` interleaved sin/cos of
