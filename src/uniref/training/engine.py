@@ -422,8 +422,10 @@ class Trainer:
             state = {
                 "format": CHECKPOINT_FORMAT, "version": 1, "iteration": self.iteration,
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "sampler": {"iteration": self.iteration,
-                                                                      **self.sampler.state_dict()},
+                "scheduler": self.scheduler.state_dict(), "sampler": {**self.sampler.state_dict(),
+                                                                      # data-loader workers run ahead of training:
+                                                                      # the position is what was consumed
+                                                                      "iteration": self.iteration},
                 "rng": gathered, "world_size": self.dist.world_size, "config": self.stage.to_dict(),
                 "model_config": self.model_config.to_dict(),
             }
