@@ -143,6 +143,18 @@ def test_cli_reports_one_line_and_exit_code_2(capsys, monkeypatch):
     assert len(err) == 1 and "bogus_key" in err[0] and err[0].startswith("uniref train: error:")
 
 
+def test_cli_takes_overrides_after_options(capsys, monkeypatch):
+    import uniref.cli as cli
+    from uniref.training.commands import register
+
+    monkeypatch.setattr(cli, "_extra_commands", lambda: [register])
+    # the override is read (and rejected by name), not refused by the argument parser
+    assert cli.main(["train", "synthetic", "--no-progress", "bogus_key=1"]) == 2
+    assert "bogus_key" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a stray word that is no key=value is still an argument error
+        cli.main(["train", "synthetic", "--no-progress", "stray"])
+
+
 def test_missing_dataset_path_fails_before_training(vocab, tiny_weights, tmp_path):
     stage = apply_overrides(get_stage("finetune"), model_overrides(vocab) + [
         f"init_weights={tiny_weights}", f"datasets.custom.root={tmp_path / 'nowhere'}"])
@@ -193,3 +205,30 @@ def test_partial_init_accepts_a_new_class_head_and_new_modules(vocab, tmp_path):
     own = trainer.model.state_dict()
     assert torch.equal(own["transformer.level_embed"], source.state_dict()["transformer.level_embed"])
     assert own["class_embed.0.weight"].shape[0] == 1
+
+
+def test_configured_evaluation_runs_the_evaluation_package(vocab, tmp_path, monkeypatch):
+    import types
+
+    import uniref.evaluation.runner as runner
+    from uniref import build_model_from_checkpoint
+    from uniref.evaluation.tables import MetricsTable
+
+    seen = []
+
+    def fake_evaluate(benchmark, data, weights, **kw):
+        model = build_model_from_checkpoint(weights)  # the weights written for the evaluator load
+        seen.append((benchmark, str(data), kw["split"], kw["limit"], model.config.num_queries))
+        return types.SimpleNamespace(table=MetricsTable(benchmark, rows=[{"split": "val", "J&F": 12.5, "videos": 3}]))
+
+    monkeypatch.setattr(runner, "evaluate", fake_evaluate)
+    data = tmp_path / "davis"
+    data.mkdir()
+    stage = tiny_stage(vocab, ("vos",), extra=["max_iter=1", "eval_period=1", f"evals.add=davis17:{data}:val"])
+    Trainer(stage, tmp_path / "run", progress=False).train()
+    assert seen == [("davis17", str(data), "val", None, 10)]
+    last = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last == {"iteration": 1, "eval/davis17/val/J&F": 12.5, "eval/davis17/val/videos": 3.0}
+    bad = tiny_stage(vocab, ("vos",), extra=["eval_period=1", f"evals.add=davis99:{data}"])
+    with pytest.raises(ValueError, match="unknown benchmark 'davis99'"):
+        Trainer(bad, tmp_path / "run2", progress=False)

@@ -256,8 +256,9 @@ class Trainer:
         stage: the run config.
         out_dir: where checkpoints and logs go.
         resume: continue from ``out_dir/last_checkpoint``.
-        evaluator: ``(model, iteration) -> {metric: value}``, run every ``eval_period`` iterations on rank 0;
-            by default built from ``stage.evals``.
+        evaluator: ``(model, iteration) -> {metric: value}``, run every ``eval_period`` iterations on rank 0
+            (on every process when it has ``collective = True``); by default ``stage.evals`` through
+            ``uniref.evaluation.runner.evaluate`` on the current weights, the work split over the processes.
         progress: show a progress bar on rank 0.
         dist_info: the process's place in the run (default: from the environment).
         sources: prebuilt data sources (tests); by default opened from ``stage.datasets``.
@@ -349,25 +350,43 @@ class Trainer:
         return build_tokenizer(text.vocab_file, vocab_size=text.vocab_size)
 
     def _config_evaluator(self):
+        """The evaluation package on ``stage.evals``; run by every process (the runner splits the work)."""
         if not self.stage.evals or self.stage.eval_period <= 0:
             return None
         try:
-            from uniref.evaluation import evaluate_benchmark  # type: ignore[attr-defined]
+            from uniref.evaluation.runner import evaluate
         except ImportError:
-            raise ValueError("periodic evaluation needs uniref.evaluation.evaluate_benchmark, which this "
-                             "installation lacks; remove evals or set eval_period=0") from None
+            raise ValueError("periodic evaluation needs the uniref.evaluation package, which this installation "
+                             "lacks; remove evals or set eval_period=0") from None
+        from uniref.evaluation.benchmarks import get_benchmark
+
+        for e in self.stage.evals:
+            get_benchmark(e.benchmark)  # an unknown name fails now, not after hours of training
+            if not Path(e.root).exists():
+                raise FileNotFoundError(f"evaluation data for {e.benchmark} not found: {e.root}")
         evals = list(self.stage.evals)
-        out = self.out_dir / "eval"
 
         def run(model: nn.Module, iteration: int) -> dict:
-            metrics = {}
+            folder = self.out_dir / "eval" / f"{iteration:07d}"
+            weights = folder / "weights.safetensors"
+            if self.dist.is_main:
+                meta = {"uniref_config": json.dumps(self.model_config.to_dict()), "format": "uniref"}
+                save_safetensors(model.state_dict(), weights, metadata=meta)
+            if self.dist.distributed:
+                dist.barrier()
+            metrics: dict[str, float] = {}
             for e in evals:
-                result = evaluate_benchmark(e.benchmark, model, data=e.root, split=e.split, limit=e.limit or None,
-                                            out_dir=out / f"{e.benchmark}_{iteration:07d}")
-                metrics.update({f"{e.benchmark}/{k}": float(v) for k, v in dict(result).items()
-                                if isinstance(v, (int, float))})
+                result = evaluate(e.benchmark, e.root, weights, split=e.split or None, limit=e.limit or None,
+                                  out=folder / e.benchmark, device="cuda" if self.device.type == "cuda" else "cpu",
+                                  progress=False)
+                table = result.table
+                for row in table.rows + ([{"split": "mean", **table.mean}] if table.mean else []):
+                    split = row.get("split", "")
+                    metrics.update({f"{e.benchmark}/{split}/{k}": float(v) for k, v in row.items()
+                                    if isinstance(v, (int, float)) and not isinstance(v, bool)})
             return metrics
 
+        run.collective = True  # type: ignore[attr-defined]
         return run
 
     def _find_resume(self, resume: bool) -> dict | None:
@@ -556,10 +575,13 @@ class Trainer:
         return TrainResult(self.iteration, last, self.last_checkpoint, final)
 
     def _evaluate(self, logger) -> None:
-        if self.dist.is_main:
+        collective = getattr(self.evaluator, "collective", False)
+        metrics: dict = {}
+        if collective or self.dist.is_main:
             self.model.eval()
             try:
-                metrics = self.evaluator(self.model, self.iteration)
+                with torch.no_grad():
+                    metrics = self.evaluator(self.model, self.iteration)
             finally:
                 self._train_mode()
             if logger is not None:
