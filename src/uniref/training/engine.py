@@ -17,6 +17,10 @@ same weights as an uninterrupted run (the batches are a pure function of the see
 iteration). The final weights are also written as ``OUT/model_final.safetensors`` with the model config,
 loadable with ``uniref.build_model_from_checkpoint``.
 
+The stage's model config picks the family that is trained (:mod:`uniref.training.families`): UniRef++, or
+UniRef-SAM (SAM frozen except its mask decoder; its table of trainable and frozen parameters is printed at the
+start).
+
 A non-finite loss (or gradient norm) stops the run before the optimiser step, naming the dataset and the
 sample ids of the offending batch on every process; the last checkpoint on disk is the last good state.
 """
@@ -42,12 +46,12 @@ import torch.distributed as dist
 from torch import nn
 
 from uniref.checkpoint import CheckpointError, LoadReport, load_checkpoint, save_safetensors
-from uniref.training.criterion import SetCriterion
+from uniref.training.families import model_family
 from uniref.training.optim import build_optimizer, build_scheduler, clip_gradients
 from uniref.training.sampler import MultiDatasetSampler
 from uniref.training.sources import BatchFactory, DataSource, build_sources
 from uniref.training.stages import StageConfig, apply_overrides, get_stage, stage_from_dict
-from uniref.training.step import TrainingModel, apply_freezing, enable_gradient_checkpointing, set_train_mode
+from uniref.training.step import set_train_mode
 
 __all__ = [
     "DistInfo",
@@ -272,8 +276,10 @@ class Trainer:
         resume_state = self._find_resume(resume)
         if resume_state is not None:
             self._check_resume_config(stage, resume_state)
-        if stage.init_weights and resume_state is None and not Path(stage.init_weights).is_file():
-            raise FileNotFoundError(f"init_weights not found: {stage.init_weights}")
+        for key in ("init_weights", "init_text_weights"):
+            start = getattr(stage, key)
+            if start and resume_state is None and not Path(start).is_file():
+                raise FileNotFoundError(f"{key} not found: {start}")
         self.stage = stage
         self.sources = sources if sources is not None else build_sources(stage)
         self.dist = dist_info or init_distributed(stage.device)
@@ -286,22 +292,21 @@ class Trainer:
 
         torch.manual_seed(stage.seed)
         self.model_config = stage.model_config()
-        from uniref.modeling.uniref import UniRef
-
-        model = UniRef(self.model_config)
-        apply_freezing(model, freeze_text_encoder=self._text_frozen)
+        # UniRef++ or UniRef-SAM: the network, what it freezes, how it starts, the module computing the loss
+        self.family = model_family(self.model_config)
+        model = self.family.build(self.model_config)
+        self.family.freeze(model, text_frozen=self._text_frozen)
+        self._print_parameter_report(model)
         if resume_state is None:
             self._initial_weights(model)
         # identical initialisation everywhere; from here on each process has its own random stream (dropout)
         torch.manual_seed(stage.seed + self.dist.rank)
         random.seed(stage.seed + self.dist.rank)
         np.random.seed((stage.seed + self.dist.rank) % 2**32)
-        self.checkpointed_modules = enable_gradient_checkpointing(model) if stage.grad_checkpointing else []
+        self.checkpointed_modules = self.family.gradient_checkpointing(model) if stage.grad_checkpointing else []
         model.to(self.device)
         self.model = model
-        criterion = SetCriterion(mask_aux_loss=stage.mask_aux_loss)
-        self.train_model = TrainingModel(model, criterion, loss_normalizer=stage.loss_normalizer,
-                                         frozen_text_encoder=self._text_frozen)
+        self.train_model = self.family.training_module(model, stage, text_frozen=self._text_frozen)
         self.ddp_model: nn.Module = self.train_model
         if self.dist.distributed:
             self.ddp_model = nn.parallel.DistributedDataParallel(
@@ -335,11 +340,18 @@ class Trainer:
         if text_dir:
             _load_pretrained_bert(model.text_encoder, text_dir)
         if self.stage.init_weights:
-            report = load_initial_weights(model, self.stage.init_weights, self.stage.init_mode)
+            report = self.family.load_initial_weights(model, self.stage.init_weights, self.stage.init_mode,
+                                                      text_weights=self.stage.init_text_weights)
             if not report.ok and self.dist.is_main:
                 print(f"[uniref train] partial init from {self.stage.init_weights}: {len(report.missing)} missing, "
                       f"{len(report.unexpected)} unexpected, {len(report.mismatched)} re-initialised (shape)",
                       file=sys.stderr)
+
+    def _print_parameter_report(self, model: nn.Module) -> None:
+        """The family's trainable / frozen parameter table, on rank 0 (stderr), before anything is loaded."""
+        report = self.family.parameter_report(model)
+        if report and self.dist.is_main:
+            print(f"[uniref train] {self.model_config.name} parameters:\n{report}", file=sys.stderr)
 
     def _tokenizer(self):
         if not any(s.config.task in ("ris", "rvos") for s in self.sources):

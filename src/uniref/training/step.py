@@ -33,8 +33,8 @@ from uniref.modeling.uniref import UniRef, VisualFeatures
 from uniref.training.criterion import LayerPredictions, LossOutput, SetCriterion, Target
 from uniref.training.samples import TrainBatch
 
-__all__ = ["TrainingModel", "StepOutput", "apply_freezing", "enable_gradient_checkpointing", "split_features",
-           "make_targets", "set_train_mode"]
+__all__ = ["TrainingModel", "StepOutput", "apply_freezing", "checkpoint_text_encoder", "enable_gradient_checkpointing",
+           "split_features", "make_targets", "set_train_mode"]
 
 
 @dataclass
@@ -269,13 +269,20 @@ def enable_gradient_checkpointing(model: UniRef) -> list[str]:
             continue
         module.forward = functools.partial(_checkpointed, module.forward)
         wrapped.append(name)
-    text = getattr(model, "text_encoder", None)
-    if text is not None and any(p.requires_grad for p in text.parameters()):
-        text.config.use_cache = False  # caching is for decoding; it conflicts with recomputation
-        kwargs = {"use_reentrant": False}
-        if hasattr(text, "activation_checkpointing_enable"):  # transformers >= 5.x; the old name is deprecated
-            text.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
-        else:
-            text.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    if checkpoint_text_encoder(getattr(model, "text_encoder", None)):
         wrapped.append("text_encoder")
     return wrapped
+
+
+def checkpoint_text_encoder(text: nn.Module | None) -> bool:
+    """Recompute the layers of a trainable BERT in the backward pass; False (nothing done) when it is absent or
+    frozen (a frozen BERT keeps no activations)."""
+    if text is None or not any(p.requires_grad for p in text.parameters()):
+        return False
+    text.config.use_cache = False  # caching is for decoding; it conflicts with recomputation
+    kwargs = {"use_reentrant": False}
+    if hasattr(text, "activation_checkpointing_enable"):  # transformers >= 5.x; the old name is deprecated
+        text.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        text.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    return True

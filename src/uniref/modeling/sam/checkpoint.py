@@ -81,6 +81,13 @@ def read_any_state_dict(source: StateSource) -> dict[str, Tensor]:
     return strip_wrappers(state)
 
 
+def is_plain_sam_state_dict(state: dict[str, Tensor]) -> bool:
+    """Whether ``state`` is Meta's SAM checkpoint (only ``image_encoder.*``, ``prompt_encoder.*`` and
+    ``mask_decoder.*`` keys, optionally under ``sam.``) rather than a UniRef-SAM one (which also holds the
+    text encoder, the mask encoder and UniFusion)."""
+    return bool(state) and all(k.removeprefix("sam.").startswith(SAM_PARTS) for k in state)
+
+
 @dataclass
 class SamLoadReport(LoadReport):
     """:class:`~uniref.checkpoint.LoadReport` plus the parts no file provided (kept at initialisation)."""

@@ -69,7 +69,7 @@ def sam_video_stage() -> SamStageConfig:
         ],
         base_lr=1e-4,
         max_iter=90_000,
-        steps=(),  # spec section 12 names no LR step for this stage
+        steps=(75_000,),  # SOLVER.STEPS of the official yaml (spec section 12 lists only LR and iterations)
         freeze_text_encoder=True,
     )
 
