@@ -66,6 +66,7 @@ class ModelConfig:
     # Width knobs for small configs; None keeps the official widths (and the official state dict).
     backbone_width: int | None = None  # ResNet stem/res2 width (resnet18: 64; 32 halves every stage)
     backbone_freeze_at: int | None = None  # ResNet only: stages frozen from the start; None: detectron2's 2
+    backbone_norm: str = "FrozenBN"  # ResNet only: FrozenBN (official) or GN (trainable, for training from scratch)
     mask_encoder_widths: tuple[int, int, int, int] | None = None  # mask encoder trunk; None: 64, 128, 256, 512
     fusion_heads: int = 8
     fusion_head_dim: int = 256

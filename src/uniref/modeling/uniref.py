@@ -105,7 +105,9 @@ class UniRef(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        backbone_kwargs = {} if c.backbone_freeze_at is None else {"freeze_at": c.backbone_freeze_at}
+        backbone_kwargs: dict = {} if c.backbone_freeze_at is None else {"freeze_at": c.backbone_freeze_at}
+        if c.backbone_norm != "FrozenBN":
+            backbone_kwargs["norm"] = c.backbone_norm
         self.backbone = build_backbone(c.backbone, width=c.backbone_width, **backbone_kwargs)
         in_channels = [self.backbone.out_channels[k] for k in ("res3", "res4", "res5")]
         self.input_proj = build_input_proj(in_channels, c.d_model, c.num_feature_levels)

@@ -92,3 +92,25 @@ def test_out_features_subset_and_errors():
         ResNet(18, out_features=("res6",))
     with pytest.raises(ValueError, match="num_groups"):
         ResNet(18, num_groups=2)
+
+
+def test_groupnorm_trunk_is_trainable_starts_blocks_as_identity_and_keeps_the_names():
+    frozen = ResNet(18, stem_out_channels=32, res2_out_channels=32, freeze_at=0)
+    gn = ResNet(18, stem_out_channels=32, res2_out_channels=32, freeze_at=0, norm="GN")
+    # the same parameter names (norm.weight / norm.bias); GN has no running statistics
+    assert {k for k in gn.state_dict()} == {k for k in frozen.state_dict() if not k.endswith(("running_mean",
+                                                                                               "running_var"))}
+    norm = gn.res3[0].conv1.norm
+    assert isinstance(norm, torch.nn.GroupNorm) and norm.num_groups == 64 // 8 and norm.weight.requires_grad
+    # the norm closing each residual branch starts at zero: a block is its shortcut at initialisation
+    block = gn.res2[1]
+    assert torch.count_nonzero(block.conv2.norm.weight) == 0
+    x = torch.rand(2, 32, 16, 16)
+    torch.testing.assert_close(block(x), torch.relu(x))
+    out = gn(torch.randn(2, 3, 64, 96))
+    # normalised features keep a unit-order scale through the trunk (frozen identity norms would not)
+    assert all(0.05 < float(v.std()) < 5.0 for v in out.values())
+    out["res5"].sum().backward()
+    assert gn.stem.conv1.norm.weight.grad is not None
+    with pytest.raises(ValueError, match="unknown ResNet norm 'BN'"):
+        ResNet(18, norm="BN")
