@@ -33,6 +33,7 @@ _IMAGE_TASKS = ("det", "ris", "fss", "vos", "rvos")
 # kind -> tasks it can feed
 KINDS: dict[str, tuple[str, ...]] = {
     "synthetic": _IMAGE_TASKS,
+    "world": _IMAGE_TASKS,
     "coco": ("det", "vos"),
     "coco-json": _IMAGE_TASKS,
     "refcoco": ("ris", "rvos"),
@@ -131,6 +132,15 @@ def dataset_entries(cfg: DatasetConfig, data_root: str = "datasets") -> Sequence
         return synthetic_entries(cfg.task, int(opts.get("num", 8)), size=int(opts.get("size", 64)),
                                  seed=int(opts.get("seed", 0)), num_frames=int(opts.get("num_frames", 6)),
                                  max_objects=int(opts.get("max_objects", 3)))
+    if cfg.kind == "world":
+        from uniref.data.synthetic.training import world_entries
+        from uniref.data.synthetic.world import HELD_OUT_SEED
+
+        seed = int(opts.get("seed", 0))
+        if seed >= HELD_OUT_SEED:
+            raise ValueError(f"dataset {cfg.name}: seed {seed} is reserved for held-out evaluation "
+                             f"(train with seeds below {HELD_OUT_SEED})")
+        return world_entries(cfg.task, int(opts.get("num", 1000)), seed=seed, split=str(opts.get("split", "train")))
     root = _resolve_root(cfg, data_root)
     try:
         if cfg.kind in ("coco", "coco-json"):

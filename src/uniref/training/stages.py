@@ -1,4 +1,5 @@
-"""Named training configurations: the paper's stages (spec 10.4), fine-tuning, and a synthetic smoke run.
+"""Named training configurations: the paper's stages (spec 10.4) and its two UniRef-SAM stages (spec 12),
+fine-tuning, and a synthetic smoke run.
 
 A :class:`StageConfig` holds everything a run needs. ``get_stage(name)`` returns a fresh copy of a named
 one; :func:`apply_overrides` changes it with ``key=value`` strings such as ``optim.base_lr=1e-4``,
@@ -93,12 +94,13 @@ class OptimConfig:
 
 @dataclass
 class EvalConfig:
-    """A validation benchmark run every ``StageConfig.eval_period`` iterations (the evaluation package)."""
+    """A validation benchmark run every ``StageConfig.eval_period`` iterations with ``uniref.evaluation``
+    (``evals.add=BENCHMARK:ROOT[:SPLIT]`` on the command line)."""
 
     benchmark: str
     root: str
-    split: str = "val"
-    limit: int = 0
+    split: str = ""  # "" = the benchmark's default (paper) split
+    limit: int = 0  # 0 = everything
 
 
 @dataclass
@@ -108,9 +110,12 @@ class StageConfig:
     Attributes:
         name: the stage name.
         model: the model config name (``r50``, ``swinl``, ``tiny``, ...); model_overrides: its field changes.
-        init_weights: checkpoint to start from (an official ``.pth`` or our ``.safetensors``); "" = random init.
+        init_weights: checkpoint to start from (an official ``.pth`` or our ``.safetensors``; for UniRef-SAM also
+            Meta's plain SAM checkpoint); "" = random init.
         init_mode: "strict" (every key must match: fine-tuning) or "partial" (load the tensors that fit and
             report the rest: a new head or a new reference encoder, as between the official stages).
+        init_text_weights: UniRef-SAM only, with Meta's plain SAM checkpoint as ``init_weights``: a UniRef++
+            checkpoint whose text encoder and resizer are loaded.
         datasets: the mixture.
         data_root: base folder of relative dataset roots that do not exist as given.
         max_iter: iterations to train.
@@ -135,6 +140,7 @@ class StageConfig:
     model_overrides: dict = field(default_factory=dict)
     init_weights: str = ""
     init_mode: str = "partial"
+    init_text_weights: str = ""
     datasets: list[DatasetConfig] = field(default_factory=list)
     data_root: str = "datasets"
     max_iter: int = 90000
@@ -194,8 +200,25 @@ class StageConfig:
                 raise ValueError(f"dataset {d.name}: mask_ref_prob must lie in [0, 1]")
         if sum(d.ratio for d in self.datasets) <= 0:
             raise ValueError("at least one dataset needs a positive ratio")
+        if not isinstance(model, ModelConfig):  # a UniRefSamConfig
+            self._validate_sam()
+        elif self.init_text_weights:
+            raise ValueError("init_text_weights applies to UniRef-SAM models only (sam_vit_b, sam_vit_l, sam_vit_h)")
         if self.name == "finetune" and not self.init_weights:
             raise ValueError("the finetune stage starts from a checkpoint: set init_weights=PATH")
+
+    def _validate_sam(self) -> None:
+        """UniRef-SAM predicts one mask per sample from its reference, with its own loss (spec section 12)."""
+        for d in self.datasets:
+            if d.task == "det":
+                raise ValueError(f"dataset {d.name}: UniRef-SAM does not train detection (task det); every sample "
+                                 "needs a sentence or a mask reference")
+        if self.mask_aux_loss or self.loss_normalizer != "local":
+            raise ValueError("mask_aux_loss and loss_normalizer=global belong to UniRef++'s set criterion; "
+                             "UniRef-SAM's loss is 2 x BCE + 0.5 x dice averaged over each batch: leave them at "
+                             "false / local")
+        if self.init_text_weights and not self.init_weights:
+            raise ValueError("init_text_weights is loaded on top of Meta's SAM weights: set init_weights=PATH too")
 
 
 # ------------------------------------------------------------------------------------------ named stages
@@ -287,12 +310,73 @@ def _synthetic() -> StageConfig:
     )
 
 
+def _demo() -> StageConfig:
+    """The bundled demo model: the ``demo`` config trained from scratch on the synthetic world, all four tasks
+    at once (``uniref train demo --out runs/demo``; its ``model_final.safetensors`` becomes the shipped file).
+
+    Nothing visual is pretrained, so the backbone learns at the full rate; the MiniLM text encoder stays
+    frozen (``model.text.freeze``). Batches are small and CPU-sized; the world's training seeds lie below
+    :data:`~uniref.data.synthetic.world.HELD_OUT_SEED`, so the demo's held-out world is never seen.
+    """
+    from uniref.data.synthetic.training import demo_augment
+
+    mix = (("ris", 1.0), ("fss", 0.6), ("vos", 1.0), ("rvos", 1.0))
+    return StageConfig(
+        name="demo", model="demo", init_mode="partial", mask_aux_loss=True,
+        datasets=[DatasetConfig(f"world-{task}", "world", task, "", ratio, 4, mask_ref_prob=0.5,
+                                sampling_range=6, options={"num": 20000, "seed": 0}, augment=demo_augment())
+                  for task, ratio in mix],
+        max_iter=6000, checkpoint_period=250, keep_checkpoints=2, log_period=10, seed=0, num_workers=1,
+        device="auto",
+        optim=OptimConfig(base_lr=2e-4, backbone_multiplier=1.0, clip_norm=1.0, warmup_iters=100,
+                          warmup_factor=0.01, steps=(5000,)),
+    )
+
+
+# where the official UniRef-SAM code reads Meta's SAM weights (a hard-coded path; MODEL.WEIGHTS is "")
+_SAM_WEIGHTS = "pretrained_models/sam_vit_h_4b8939.pth"
+
+
+def _sam_stage(kind: str) -> StageConfig:
+    """A UniRef-SAM stage (spec section 12): the numbers of ``uniref.modeling.sam.sam_{kind}_stage()`` on the
+    dataset entries (readers, roots, augmentation) of the UniRef++ stage with the same data.
+
+    Like the official runs it starts from Meta's ViT-H SAM (``init_weights``, strictly loaded); BERT starts from
+    ``model.text.pretrained_dir`` or, with ``init_text_weights=PATH``, from a UniRef++ checkpoint.
+    """
+    from uniref.modeling.sam.training import engine_stage_fields, sam_image_stage, sam_video_stage
+
+    fields = engine_stage_fields(sam_image_stage() if kind == "image" else sam_video_stage())
+    ratios = fields["datasets"]
+    datasets = [d for d in get_stage(fields["base_stage"]).datasets if d.name in ratios]
+    for d in datasets:
+        d.ratio = ratios[d.name]
+    return StageConfig(
+        name=fields["name"], model=fields["model"], init_weights=_SAM_WEIGHTS, datasets=datasets,
+        max_iter=fields["max_iter"], freeze_text_encoder=fields["freeze_text_encoder"],
+        optim=OptimConfig(**fields["optim"]),
+    )
+
+
+def _sam_image() -> StageConfig:
+    """UniRef-SAM image stage: RefCOCO-mixed + FSS-1000 (1 : 0.05), lr 2e-4, BERT trained at 1e-5."""
+    return _sam_stage("image")
+
+
+def _sam_video() -> StageConfig:
+    """UniRef-SAM video stage: the VOS + RVOS mixture of ``video_vos_rvos``, lr 1e-4, BERT frozen."""
+    return _sam_stage("video")
+
+
 _STAGES = {
     "image_ris": _image_ris,
     "image_ris_fss": _image_ris_fss,
     "video_vos_rvos": _video_vos_rvos,
     "finetune": _finetune,
     "synthetic": _synthetic,
+    "demo": _demo,
+    "sam_image": _sam_image,
+    "sam_video": _sam_video,
 }
 
 
