@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from uniref.training.stages import apply_overrides, available_stages, get_stage, stage_from_dict
@@ -73,3 +74,23 @@ def test_validation_errors():
         apply_overrides(s, ["model.with_mask_ref=false"]).validate()
     with pytest.raises(ValueError, match="loss_normalizer"):
         apply_overrides(s, ["loss_normalizer=both"]).validate()
+
+
+def test_demo_stage_trains_all_four_tasks_on_the_training_world_only():
+    from uniref.data.synthetic.world import HELD_OUT_SEED
+    from uniref.training.sources import build_sources, dataset_entries
+
+    stage = get_stage("demo")
+    stage.validate()
+    assert stage.model == "demo" and stage.mask_aux_loss
+    assert sorted(d.task for d in stage.datasets) == ["fss", "ris", "rvos", "vos"]
+    assert all(d.kind == "world" and d.options["seed"] < HELD_OUT_SEED for d in stage.datasets)
+    assert stage.optim.backbone_multiplier == 1.0  # nothing visual is pretrained
+    sources = build_sources(stage)
+    assert [len(s) for s in sources] == [d.options["num"] for d in stage.datasets]
+    sample = sources[0].builder(3, np.random.default_rng(0))
+    assert sample.image.shape[-1] == 3 and sample.expression  # an RIS sample with its sentence
+    assert sample.masks.shape[0] == 1 and sample.masks.any()
+    held_out = apply_overrides(get_stage("demo"), [f"datasets.world-vos.options.seed={HELD_OUT_SEED}"])
+    with pytest.raises(ValueError, match="reserved for held-out evaluation"):
+        dataset_entries(held_out.datasets[2])

@@ -18,6 +18,7 @@ same data. Per task:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -77,9 +78,13 @@ class WorldEntries(Sequence):
 
     def _fss(self, index: int) -> ImageEntry:
         shape = SHAPES[index % len(SHAPES)]
-        item = generate_fss_image(self.seed, shape, index // len(SHAPES), self.config, self.split)
-        image, mask = item.image, item.mask[None]
-        return ImageEntry(self._name(index), lambda: image, lambda: mask, category=shape)
+
+        # rendered on first use: the FSS builder reads every entry's category when it starts
+        @functools.cache
+        def item():
+            return generate_fss_image(self.seed, shape, index // len(SHAPES), self.config, self.split)
+
+        return ImageEntry(self._name(index), lambda: item().image, lambda: item().mask[None], category=shape)
 
     def _video(self, index: int, referring: bool) -> VideoEntry:
         clip = generate_clip(self.seed, index, self.config, self.split, referring=referring)
