@@ -384,8 +384,9 @@ def collate(
         use_mask_reference = True
     if task in ("det", "ris"):
         use_mask_reference = False
-    images = [torch.from_numpy(np.ascontiguousarray(s.image)).permute(2, 0, 1).contiguous() for s in samples]
-    masks = [torch.from_numpy(np.ascontiguousarray(s.masks)) for s in samples]
+    # copies: a sample's arrays may be read-only views of a cached entry, which torch must not share
+    images = [torch.from_numpy(np.array(s.image.transpose(2, 0, 1), order="C")) for s in samples]
+    masks = [torch.from_numpy(np.array(s.masks, order="C")) for s in samples]
     batch = TrainBatch(dataset, task, [s.sample_id for s in samples], images, masks, iteration=iteration)
     if uses_lang:
         if tokenizer is None:
@@ -398,9 +399,8 @@ def collate(
     if use_mask_reference:
         if any(s.ref_image is None or s.ref_mask is None for s in samples):
             raise SampleError(f"dataset {dataset}: a {task} sample has no mask reference")
-        batch.ref_images = [torch.from_numpy(np.ascontiguousarray(s.ref_image)).permute(2, 0, 1).contiguous()
-                            for s in samples]
-        batch.ref_masks = [torch.from_numpy(np.ascontiguousarray(s.ref_mask)) for s in samples]
+        batch.ref_images = [torch.from_numpy(np.array(s.ref_image.transpose(2, 0, 1), order="C")) for s in samples]
+        batch.ref_masks = [torch.from_numpy(np.array(s.ref_mask, order="C")) for s in samples]
     return batch
 
 
