@@ -244,7 +244,8 @@ class FrameTracker:
             ref = concat_references(
                 ReferenceFeatures.cat_batch([o.init for o in objs]), ReferenceFeatures.cat_batch([o.prev for o in objs])
             )
-            out = model.decode(self._features(frame).expand(n), frame.sizes.expand(n, -1), mask=ref, masks="top1",
+            # the frame's features once: fusion projects its visual tokens once for all objects
+            out = model.decode(self._features(frame), frame.sizes.expand(n, -1), mask=ref, masks="top1",
                                mask_out_stride=stride)
             logits = out.pred_masks[:, 0, 0]
         top_scores = out.pred_logits.gather(1, out.top1.view(-1, 1, 1).expand(-1, 1, out.pred_logits.shape[-1]))
@@ -281,7 +282,7 @@ class FrameTracker:
                 out = model.decode(feats, frame.sizes, lang=lang, mask=mask_ref, masks="all", mask_out_stride=4)
                 logits = out.pred_masks[0, out.top1[0], 0][None]
             else:
-                out = model.decode(self._features(frame).expand(n), frame.sizes.expand(n, -1), lang=lang,
+                out = model.decode(self._features(frame), frame.sizes.expand(n, -1), lang=lang,
                                    mask=mask_ref, masks="top1", mask_out_stride=4)
                 logits = out.pred_masks[:, 0, 0]
             top = out.pred_logits.gather(1, out.top1.view(-1, 1, 1).expand(-1, 1, out.pred_logits.shape[-1]))

@@ -129,7 +129,8 @@ class UniRef(nn.Module):
         self.controller = build_controller(c.d_model)
         self.pixel_decoder = PixelDecoder(c.d_model, self.backbone.out_channels["res2"], c.mask_dim)
         self.fusion = UniFusion(
-            c.d_model, c.fusion_heads, c.fusion_head_dim, c.fusion_dropout, bf16_attention=c.bf16_fusion_attention
+            c.d_model, c.fusion_heads, c.fusion_head_dim, c.fusion_dropout, bf16_attention=c.bf16_fusion_attention,
+            gate_init=c.fusion_gate_init,
         )
         if c.with_lang_ref:
             self.text_encoder = build_text_encoder(c.text.bert_config())
@@ -212,7 +213,8 @@ class UniRef(nn.Module):
         """Fuse references, run the transformer and heads, and decode masks.
 
         Args:
-            features: visual features, batch ``B`` (expand a frame per object beforehand).
+            features: visual features, batch ``B``; or one frame (batch 1) decoded against ``B`` references
+                (one per object): its visual tokens are then fused without ``B`` copies.
             image_sizes: ``[B, 2]`` unpadded (H, W).
             lang, mask: references with batch ``B``; either, both or neither (detection).
             masks: ``"all"`` (every query, the official inference), ``"top1"`` (only the best query) or None.
@@ -221,6 +223,8 @@ class UniRef(nn.Module):
         srcs = features.srcs
         if lang is not None or mask is not None:
             srcs = self.fusion(srcs, lang=lang, mask=mask)
+            if srcs[0].shape[0] != features.res2.shape[0]:  # one frame, a batch of references (objects)
+                features = features.expand(srcs[0].shape[0])
         out = self.transformer(srcs, features.masks, features.pos, self.query_embed.weight, self.class_embed, self.bbox_embed)
         logits, boxes, refs = predict_per_layer(out, self.class_embed, self.bbox_embed)
         pred_logits, pred_boxes, ref_points = logits[-1], boxes[-1], refs[-1][..., :2]

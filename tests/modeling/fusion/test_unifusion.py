@@ -165,3 +165,36 @@ def test_language_reference_serves_every_level_and_branches_add():
     for s, b, ol, om in zip(srcs, both, only_l, only_m):
         assert not torch.allclose(ol, s)
         assert torch.allclose(b, ol + om - s, atol=1e-5)
+
+
+def test_open_gate_lets_the_reference_in_from_the_start():
+    torch.manual_seed(3)
+    fusion = UniFusion(32, 2, 16, gate_init=1.0).eval()
+    bias = fusion.adaLN_modulation[1].bias
+    assert torch.equal(bias[64:], torch.ones(32)) and torch.count_nonzero(bias[:64]) == 0
+    srcs = [torch.randn(1, 32, 4, 5)]
+    lang = ReferenceFeatures([torch.randn(1, 3, 32)], [torch.randn(1, 3, 32)], [torch.zeros(1, 3, dtype=torch.bool)],
+                             [torch.randn(1, 32)])
+    with torch.no_grad():
+        out = fusion(srcs, lang=lang)[0]
+        attn = fusion.attend(srcs[0].flatten(2).transpose(1, 2), *lang.level(0)[:3])
+    # gate 1, shift and scale 0: the block adds the attention output as it is
+    torch.testing.assert_close(out, srcs[0] + attn.transpose(1, 2).reshape(1, 32, 4, 5))
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["reference_kernel", "sdpa"])
+def test_one_frame_against_a_batch_of_references_equals_its_copies(fused):
+    """The video engine fuses one frame with every object's reference without copying the frame."""
+    torch.manual_seed(4)
+    fusion = UniFusion(32, 2, 16, fused_attention=fused, gate_init=1.0).eval()
+    torch.nn.init.normal_(fusion.adaLN_modulation[1].weight, std=0.2)
+    srcs = [torch.randn(1, 32, 4, 5), torch.randn(1, 32, 2, 3)]
+    pad = torch.zeros(3, 8, dtype=torch.bool)
+    pad[:, 6:] = True  # the same padding for every object, as the frames of one video have
+    mask = ReferenceFeatures([torch.randn(3, 8, 32)] * 2, [torch.randn(3, 8, 32)] * 2, [pad, pad],
+                             [torch.randn(3, 32)] * 2)
+    with torch.no_grad():
+        shared = fusion(srcs, mask=mask)
+        copies = fusion([s.expand(3, -1, -1, -1) for s in srcs], mask=mask)
+    for a, b in zip(shared, copies):
+        assert a.shape == (3, 32) + tuple(b.shape[2:]) and torch.equal(a, b)

@@ -25,6 +25,7 @@ def reference_attention(
     scale: float,
     dropout_p: float = 0.0,
     max_scores: int = 1 << 25,
+    group_scores: int = 1 << 22,
 ) -> Tensor:
     """Softmax attention over the valid keys only, the way the official varlen kernel sees them.
 
@@ -33,17 +34,21 @@ def reference_attention(
     a masked kernel does not (its reductions run over a different length).
 
     Args:
-        q: ``[B, H, L, D]``; k, v: ``[B, H, N, D]``.
+        q: ``[B, H, L, D]``, or ``[1, H, L, D]`` shared by every batch entry; k, v: ``[B, H, N, D]``.
         key_padding_mask: ``[B, N]`` bool, True at padding, or None.
         scale: softmax scale.
         dropout_p: dropout on the attention probabilities.
-        max_scores: bound on the elements of one score block; queries are processed in chunks under it.
+        max_scores: bound on the elements of one batch entry's score block; its queries are processed in
+            chunks under it (the chunks, hence the float results, do not depend on the batch size).
+        group_scores: batch entries are processed together while their score blocks stay under this bound
+            (a block that fits in cache is faster than one large batched block; the results are the same).
 
     Returns:
         ``[B, H, L, D]``; zeros for a batch entry without any valid key.
     """
-    b, h, l, d = q.shape
-    n = k.shape[2]
+    b, h, n, d = k.shape
+    l = q.shape[2]
+    shared_q = q.shape[0] == 1 and b > 1
     valid = (
         torch.ones(b, n, dtype=torch.bool, device=q.device)
         if key_padding_mask is None
@@ -57,22 +62,49 @@ def reference_attention(
             continue
         rows = (counts == count).nonzero()[:, 0]
         every_row = len(rows) == b
-        qr, kr, vr = (q, k, v) if every_row else (q[rows], k[rows], v[rows])
+        kr, vr = (k, v) if every_row else (k[rows], v[rows])
+        qr = q if every_row or shared_q else q[rows]
         if count < n:
             pos = valid[rows].nonzero()[:, 1].view(len(rows), 1, count, 1).expand(-1, h, -1, d)
             kr, vr = kr.gather(2, pos), vr.gather(2, pos)
-        chunk = max(1, max_scores // (len(rows) * h * count))
-        for start in range(0, l, chunk):
-            stop = min(start + chunk, l)
-            scores = (qr[:, :, start:stop] @ kr.transpose(-1, -2)) * scale
-            probs = scores.softmax(dim=-1)
-            if dropout_p > 0.0:
-                probs = F.dropout(probs, p=dropout_p)
-            if every_row:
-                out[:, :, start:stop] = probs @ vr
-            else:
-                out[rows, :, start:stop] = probs @ vr
+        chunk = max(1, max_scores // (h * count))
+        group = max(1, group_scores // (h * count * min(chunk, l)))
+        for first in range(0, len(rows), group):
+            last = min(first + group, len(rows))
+            qg = qr if shared_q else qr[first:last]  # a shared q broadcasts over the group
+            kg, vg = kr[first:last].transpose(-1, -2), vr[first:last]
+            target = slice(first, last) if every_row else rows[first:last]
+            for start in range(0, l, chunk):
+                stop = min(start + chunk, l)
+                probs = ((qg[:, :, start:stop] @ kg) * scale).softmax(dim=-1)
+                if dropout_p > 0.0:
+                    probs = F.dropout(probs, p=dropout_p)
+                out[target, :, start:stop] = probs @ vg
     return out
+
+
+def _drop_common_padding(key: Tensor, value: Tensor, key_padding_mask: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Keep only the valid reference tokens when every batch entry has the same number of them.
+
+    The attention core would gather exactly these tokens after the projections; gathering the ``C``-wide
+    inputs first is cheaper (the projections are ``H * D`` wide) and skips projecting padding. Every row of
+    a linear layer is computed on its own, so the values are the same. Entries with different counts keep
+    their mask (the core groups them).
+
+    Args:
+        key, value: ``[B, N, C]``; key_padding_mask: ``[B, N]`` bool, True at padding.
+
+    Returns:
+        ``[B, n, C]`` keys and values and the mask (None once no padding is left).
+    """
+    valid = ~key_padding_mask.bool()
+    counts = valid.sum(dim=1)
+    count = int(counts[0])
+    if count == key.shape[1] or count == 0 or bool((counts != count).any()):
+        return key, value, key_padding_mask if count < key.shape[1] else None
+    pos = valid.nonzero()[:, 1].view(key.shape[0], count, 1)
+    return (key.gather(1, pos.expand(-1, -1, key.shape[2])), value.gather(1, pos.expand(-1, -1, value.shape[2])),
+            None)
 
 
 def sdpa_attention(
@@ -134,7 +166,8 @@ class UniMultiHeadAttention(nn.Module):
         """Attend from ``query`` to the reference tokens.
 
         Args:
-            query: ``[B, L, C]`` (already ``norm_v``-normalised visual tokens).
+            query: ``[B, L, C]`` (already ``norm_v``-normalised visual tokens), or ``[1, L, C]`` shared by
+                every reference of the batch (one frame, several objects: projected once).
             key: ``[B, N, C]`` (already ``norm_l``-normalised reference keys).
             value: ``[B, N, C]`` reference values.
             key_padding_mask: ``[B, N]`` bool, True at padding; None means every key is valid.
@@ -143,14 +176,18 @@ class UniMultiHeadAttention(nn.Module):
             ``[B, L, C]`` in the dtype of ``query``. A batch entry whose keys are all padding gets a zero
             attention core (so only the ``out_proj`` bias), as the official varlen kernel would.
         """
-        b, l, _ = query.shape
+        b, l = key.shape[0], query.shape[1]
+        if key_padding_mask is not None and not self.fused:
+            key, value, key_padding_mask = _drop_common_padding(key, value, key_padding_mask)
         n = key.shape[1]
         # [B, tokens, H*D] -> [B, H, tokens, D]
-        q = self.q_proj(query).view(b, l, self.num_heads, self.head_dim).transpose(1, 2)
+        q = self.q_proj(query).view(query.shape[0], l, self.num_heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(key).view(b, n, self.num_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(value).view(b, n, self.num_heads, self.head_dim).transpose(1, 2)
         if self.bf16:
             q, k, v = (t.to(torch.bfloat16).to(query.dtype) for t in (q, k, v))
+        if self.fused and q.shape[0] != b:
+            q = q.expand(b, -1, -1, -1)
         core = sdpa_attention if self.fused else reference_attention
         dropout_p = self.dropout if self.training else 0.0
         out = core(q, k, v, key_padding_mask, self.head_dim**-0.5, dropout_p)
@@ -175,6 +212,8 @@ class UniFusion(nn.Module):
             faster on CPU, memory-efficient kernels on GPU) or with the explicit varlen formulation that
             matches the official kernel bit for bit (False, the default, for parity); see
             :class:`UniMultiHeadAttention`. Also an attribute.
+        gate_init: initial value of the modulation's gate bias. 0 (official) starts the block as the
+            identity; 1 lets the reference in from the first step (training from scratch).
     """
 
     def __init__(
@@ -186,6 +225,7 @@ class UniFusion(nn.Module):
         *,
         bf16_attention: bool = True,
         fused_attention: bool = False,
+        gate_init: float = 0.0,
     ):
         super().__init__()
         self.norm_v = nn.LayerNorm(d_model)
@@ -194,9 +234,12 @@ class UniFusion(nn.Module):
             d_model, num_heads, head_dim, dropout, bf16=bf16_attention, fused=fused_attention
         )
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(d_model, 3 * d_model))
-        # Zero modulation makes the whole block start as the identity.
+        # Zero modulation makes the whole block start as the identity (the official choice: fusion is added to
+        # a pretrained detector). A non-zero gate opens it from the start, for networks trained from scratch.
         nn.init.zeros_(self.adaLN_modulation[1].weight)
         nn.init.zeros_(self.adaLN_modulation[1].bias)
+        with torch.no_grad():
+            self.adaLN_modulation[1].bias[2 * d_model:] = gate_init
 
     @property
     def bf16_attention(self) -> bool:
@@ -226,7 +269,8 @@ class UniFusion(nn.Module):
         """The modulated contribution ``o = gate * (attn * (1 + scale) + shift)`` ``[B, L, C]``.
 
         Args:
-            x: ``[B, L, C]`` flattened visual tokens of level ``level``.
+            x: ``[B, L, C]`` flattened visual tokens of level ``level`` (or ``[1, L, C]`` shared by a batch of
+                ``B`` references).
             ref: the reference; a single-level (language) reference serves every level.
         """
         refs, values, padding_mask, embeds = ref.level(level)
@@ -243,7 +287,9 @@ class UniFusion(nn.Module):
         """Fuse the references into every level.
 
         Args:
-            srcs: per level ``[B, C, h, w]`` projected visual features.
+            srcs: per level ``[B, C, h, w]`` projected visual features, or ``[1, C, h, w]`` of one frame fused
+                with each of ``B`` references (several objects): the visual side is then normalised and
+                projected once, with the same values as for ``B`` copies.
             lang: language reference (one level serving all), or None.
             mask: mask reference (one entry per level), or None.
 
@@ -252,12 +298,12 @@ class UniFusion(nn.Module):
         """
         outs = []
         for lvl, src in enumerate(srcs):
-            b, c, h, w = src.shape
-            x = src.flatten(2).transpose(1, 2)  # [B, h*w, C]
+            c, h, w = src.shape[1:]
+            x = src.flatten(2).transpose(1, 2)  # [B or 1, h*w, C]
             y = x
             if lang is not None:
                 y = y + self.branch(x, lang, lvl)
             if mask is not None:
                 y = y + self.branch(x, mask, lvl)
-            outs.append(y.transpose(1, 2).reshape(b, c, h, w))
+            outs.append(y.transpose(1, 2).reshape(y.shape[0], c, h, w))  # broadcast to the references' batch
         return outs
