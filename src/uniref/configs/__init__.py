@@ -72,6 +72,7 @@ class ModelConfig:
     fusion_head_dim: int = 256
     fusion_dropout: float = 0.1
     bf16_fusion_attention: bool = True
+    fusion_gate_init: float = 0.0  # UniFusion's initial gate: 0 = identity start (official), 1 for training from scratch
     with_lang_ref: bool = True
     with_mask_ref: bool = True
     text: TextConfig = field(default_factory=TextConfig)

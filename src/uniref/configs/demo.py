@@ -1,8 +1,11 @@
 """The ``demo`` config: UniRef++'s architecture at a size that trains on a 2-core CPU, with a real text encoder.
 
 * visual side, everything half the official width or less: d_model 128; a ResNet-18 backbone of half width
-  (stages 32, 64, 128, 256) trained from its stem on (nothing is pretrained, so nothing is frozen); one
-  encoder and two decoder layers, FFN 256, 16 queries; UniFusion with 4 heads of 32; the mask reference
+  (stages 32, 64, 128, 256) with GroupNorm, trained from its stem on (nothing is pretrained, so nothing is
+  frozen, and frozen identity norms would leave it unnormalised); one
+  encoder and two decoder layers, FFN 256, 16 queries; UniFusion with 4 heads of 32 and its gate open from the
+  start (the official zero gate keeps a pretrained detector unchanged at first; trained from scratch, it left
+  the references unused for thousands of iterations); the mask reference
   encoder's ResNet-18 trunk at half width (32, 64, 128, 256) with 128-wide fusers. About 12.0M tensors,
   24 MB in float16 (the shipped file; the issue allows 30 MB);
 * text side: the pretrained all-MiniLM-L6-v2 (a 6-layer, 384-wide ``BertModel``) shipped by the PyPI package
@@ -52,6 +55,7 @@ def demo_config() -> ModelConfig:
         backbone="resnet18",
         backbone_width=32,
         backbone_freeze_at=0,
+        backbone_norm="GN",
         mask_encoder_widths=(32, 64, 128, 256),
         d_model=128,
         enc_layers=1,
@@ -61,6 +65,7 @@ def demo_config() -> ModelConfig:
         fusion_heads=4,
         fusion_head_dim=32,
         bf16_fusion_attention=False,
+        fusion_gate_init=1.0,
         text=TextConfig(
             hidden_size=384,
             num_hidden_layers=6,
