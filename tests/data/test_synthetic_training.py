@@ -69,3 +69,19 @@ def test_task_dataset_redraws_per_epoch_and_collates():
         not np.array_equal(ds[0].image, first.image)
     batch = collate([ds[0], ds[1]], dataset="world", task="rvos", tokenizer=tokenizer, context_length=32)
     assert batch.input_ids.shape == (2, 32) and len(batch.ref_images) == 2
+
+
+def test_detection_entries_carry_appearance_classes():
+    from uniref.data.synthetic.training import NUM_APPEARANCE_CLASSES, appearance_class
+
+    assert NUM_APPEARANCE_CLASSES == 6 * 8 * 4
+    entry = world_entries("det", 3, seed=5)[2]
+    item = generate_ris_image(5, 2)
+    visible = [i for i, m in enumerate(item.masks) if m.any()]
+    expected = [appearance_class(item.scene.objects[i].appearance) for i in visible]
+    assert entry.load_labels().tolist() == expected and len(expected) == len(entry.load_masks())
+    assert all(0 <= c < NUM_APPEARANCE_CLASSES for c in expected)
+    # distinct appearances get distinct classes
+    classes = {appearance_class(o.appearance): (o.appearance.shape, o.appearance.colour, o.appearance.texture)
+               for k in range(20) for o in generate_ris_image(5, k).scene.objects}
+    assert len(set(classes.values())) == len(classes)

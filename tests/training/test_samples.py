@@ -142,3 +142,34 @@ def test_collate_tokenises_and_keeps_the_references(tmp_path):
     assert batch.images[0].shape == (3, 60, 80) and batch.masks[0].dtype == torch.bool
     with pytest.raises(SampleError, match="no mask reference"):
         collate([s], dataset="d", task="fss")
+
+
+def test_detection_labels_follow_their_instances_through_crops_and_batches():
+    from uniref.training.samples import DetectionBuilder, SampleError, collate
+    from uniref.training.step import make_targets
+
+    image = np.zeros((64, 64, 3), np.uint8)
+    masks = np.zeros((3, 64, 64), bool)
+    masks[0, :8, :8] = masks[1, 28:36, 28:36] = masks[2, 56:, 56:] = True
+    entry = ImageEntry("e", lambda: image, lambda: masks, load_labels=lambda: np.array([5, 7, 9]))
+    # a crop that keeps only the centre square drops the corner instances and their labels
+    cfg = AugmentConfig(short_sizes=(64,), max_size=64, flip_prob=0.0, crop_prob=1.0, crop_pre_sizes=(),
+                        crop_range=(20, 20))
+    seen = set()
+    for seed in range(30):
+        sample = DetectionBuilder([entry], cfg)(0, np.random.default_rng(seed))
+        assert len(sample.labels) == len(sample.masks)
+        seen.add(tuple(sample.labels.tolist()))
+    assert (7,) in seen and all(set(s) <= {5, 7, 9} for s in seen)
+    plain = DetectionBuilder([entry], AugmentConfig(short_sizes=(64,), max_size=64, crop_prob=0.0))
+    batch = collate([plain(0, np.random.default_rng(0))] * 2, dataset="d", task="det")
+    assert [t.tolist() for t in batch.labels] == [[5, 7, 9]] * 2
+    targets = make_targets(batch.masks, (64, 64), batch.labels)
+    assert targets[0].labels.tolist() == [5, 7, 9]
+    assert make_targets(batch.masks, (64, 64))[0].labels.tolist() == [0, 0, 0]  # class-agnostic by default
+    unlabelled = DetectionBuilder([ImageEntry("u", lambda: image, lambda: masks)], cfg)(0, np.random.default_rng(0))
+    with pytest.raises(SampleError, match="some samples have class labels"):
+        collate([plain(0, np.random.default_rng(0)), unlabelled], dataset="d", task="det")
+    wrong = ImageEntry("w", lambda: image, lambda: masks, load_labels=lambda: np.array([1]))
+    with pytest.raises(SampleError, match="1 labels for 3 masks"):
+        DetectionBuilder([wrong], cfg)(0, np.random.default_rng(0))

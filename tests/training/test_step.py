@@ -136,3 +136,26 @@ def test_bf16_autocast_step_is_finite(setup):
     assert out.loss.dtype == torch.float32 and all(v == v for v in out.terms.values())
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_class_labels_beyond_the_model_are_refused(setup, tmp_path):
+    model, tokenizer = setup
+    batch = synthetic_batch("det", tokenizer, num=2)
+    step = TrainingModel(model, SetCriterion())
+    batch.labels = [torch.zeros(len(m), dtype=torch.int64) for m in batch.masks]
+    assert torch.isfinite(step(batch).loss)  # class 0 fits the one-class model
+    batch.labels[1] = torch.full((len(batch.masks[1]),), 3, dtype=torch.int64)
+    with pytest.raises(ValueError, match="class id 3 but the model has num_classes=1"):
+        step(batch)
+
+
+def test_multi_class_detection_trains_the_labelled_class(setup):
+    torch.manual_seed(0)
+    model = build_model("tiny", num_queries=10, num_classes=5, with_lang_ref=False, with_mask_ref=False)
+    batch = synthetic_batch("det", None, num=2)
+    batch.labels = [torch.full((len(m),), 4, dtype=torch.int64) for m in batch.masks]
+    out = TrainingModel(model, SetCriterion())(batch)
+    out.loss.backward()
+    grad = model.class_embed[-2].weight.grad  # the last decoder layer's head: [5, C]
+    # the labelled class gets a positive push, an absent one only the negatives' push
+    assert grad.shape[0] == 5 and grad[4].abs().sum() > 0 and not torch.equal(grad[4], grad[0])

@@ -64,6 +64,8 @@ class ImageEntry:
             class's foreground).
         expressions: referring expressions of the (single) object, RIS only.
         category: the class name, FSS only (supports are drawn from the same category).
+        load_labels: ``() -> [n]`` int class ids of the instances, detection only; None: class-agnostic (every
+            instance is class 0, as in every UniRef++ stage after the Objects365 pretraining).
     """
 
     sample_id: str
@@ -71,6 +73,7 @@ class ImageEntry:
     load_masks: Callable[[], np.ndarray]
     expressions: tuple[str, ...] = ()
     category: str | None = None
+    load_labels: Callable[[], np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,7 @@ class TrainSample:
         masks: ``[n, H, W]`` bool targets.
         expression: cleaned sentence (RIS, RVOS).
         ref_image, ref_mask: ``[H', W', 3]`` uint8 and ``[H', W']`` bool mask reference (FSS, VOS, RVOS).
+        labels: ``[n]`` int64 class ids of the targets (multi-class detection), or None (all class 0).
     """
 
     sample_id: str
@@ -120,6 +124,7 @@ class TrainSample:
     expression: str | None = None
     ref_image: np.ndarray | None = None
     ref_mask: np.ndarray | None = None
+    labels: np.ndarray | None = None
 
 
 def has_ordinal_word(text: str) -> bool:
@@ -151,7 +156,8 @@ def _augment(
 
 
 class DetectionBuilder:
-    """Class-agnostic detection/segmentation of every instance, without a reference."""
+    """Detection/segmentation of every instance, without a reference: class-agnostic, or with the entries'
+    class ids (a multi-class pretraining, like the official Objects365 stage)."""
 
     task = "det"
 
@@ -167,7 +173,13 @@ class DetectionBuilder:
         _check_image(image, masks, entry.sample_id)
         img, msk, _ = _augment(image, masks, self.augment, rng, allow_crop=True, need_objects=False)
         keep = msk.reshape(msk.shape[0], -1).any(1)  # instances cropped away are dropped
-        return TrainSample(entry.sample_id, img, msk[keep])
+        labels = None
+        if entry.load_labels is not None:
+            labels = np.asarray(entry.load_labels(), dtype=np.int64).reshape(-1)
+            if labels.shape[0] != masks.shape[0]:
+                raise SampleError(f"{entry.sample_id}: {labels.shape[0]} labels for {masks.shape[0]} masks")
+            labels = labels[keep]
+        return TrainSample(entry.sample_id, img, msk[keep], labels=labels)
 
 
 class RISBuilder:
@@ -334,6 +346,7 @@ class TrainBatch:
         input_ids, attention_mask: ``[B, T]`` int64 tokens when the batch uses language.
         ref_images: per sample ``[3, H', W']`` uint8 when the batch uses a mask reference; ref_masks ``[H', W']``.
         iteration: the sampler iteration that drew the batch.
+        labels: per sample ``[n]`` int64 class ids of the targets (multi-class detection), or None (class 0).
     """
 
     dataset: str
@@ -346,6 +359,7 @@ class TrainBatch:
     ref_images: list[Tensor] | None = None
     ref_masks: list[Tensor] | None = None
     iteration: int = -1
+    labels: list[Tensor] | None = None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -364,7 +378,7 @@ class TrainBatch:
             self.dataset, self.task, list(self.sample_ids), move(self.images), move(self.masks),
             None if self.input_ids is None else self.input_ids.to(device),
             None if self.attention_mask is None else self.attention_mask.to(device),
-            move(self.ref_images), move(self.ref_masks), self.iteration,
+            move(self.ref_images), move(self.ref_masks), self.iteration, move(self.labels),
         )
 
 
@@ -388,6 +402,11 @@ def collate(
     images = [torch.from_numpy(np.array(s.image.transpose(2, 0, 1), order="C")) for s in samples]
     masks = [torch.from_numpy(np.array(s.masks, order="C")) for s in samples]
     batch = TrainBatch(dataset, task, [s.sample_id for s in samples], images, masks, iteration=iteration)
+    with_labels = [s.labels is not None for s in samples]
+    if any(with_labels):
+        if not all(with_labels):
+            raise SampleError(f"dataset {dataset}: some samples have class labels and some do not")
+        batch.labels = [torch.from_numpy(np.asarray(s.labels, dtype=np.int64)) for s in samples]
     if uses_lang:
         if tokenizer is None:
             raise ValueError(f"dataset {dataset}: task {task} needs a tokenizer")
@@ -415,4 +434,4 @@ def concat_batches(batches: Sequence[TrainBatch]) -> TrainBatch:
     cat = lambda name: None if getattr(first, name) is None else torch.cat([getattr(b, name) for b in batches])  # noqa: E731
     lst = lambda name: None if getattr(first, name) is None else [t for b in batches for t in getattr(b, name)]  # noqa: E731
     return TrainBatch(first.dataset, first.task, lst("sample_ids"), lst("images"), lst("masks"), cat("input_ids"),
-                      cat("attention_mask"), lst("ref_images"), lst("ref_masks"), first.iteration)
+                      cat("attention_mask"), lst("ref_images"), lst("ref_masks"), first.iteration, lst("labels"))

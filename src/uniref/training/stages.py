@@ -310,6 +310,25 @@ def _synthetic() -> StageConfig:
     )
 
 
+def _demo_pretrain() -> StageConfig:
+    """The demo's stage 0, the world's stand-in for the Objects365 pretraining: detection and segmentation of
+    every object with its appearance class (shape x colour x texture, 192 classes), no reference. Nothing
+    visual is pretrained in the demo, and class-agnostic objectives never make the backbone tell a red dotted
+    star from a blue striped one, which the references are about (``uniref train demo_pretrain``)."""
+    from uniref.data.synthetic.training import NUM_APPEARANCE_CLASSES, demo_augment
+
+    return StageConfig(
+        name="demo_pretrain", model="demo", model_overrides={"num_classes": NUM_APPEARANCE_CLASSES},
+        init_mode="partial",
+        datasets=[DatasetConfig("world-det", "world", "det", "", 1.0, 4, options={"num": 20000, "seed": 1},
+                                augment=demo_augment())],
+        max_iter=4000, checkpoint_period=1000, keep_checkpoints=2, log_period=10, seed=1, num_workers=1,
+        device="auto",
+        optim=OptimConfig(base_lr=2e-4, backbone_multiplier=1.0, clip_norm=1.0, warmup_iters=100,
+                          warmup_factor=0.01, steps=(3500,)),
+    )
+
+
 def _demo() -> StageConfig:
     """The bundled demo model: the ``demo`` config trained from scratch on the synthetic world, all four tasks
     at once (``uniref train demo --out runs/demo``; its ``model_final.safetensors`` becomes the shipped file).
@@ -374,6 +393,7 @@ _STAGES = {
     "video_vos_rvos": _video_vos_rvos,
     "finetune": _finetune,
     "synthetic": _synthetic,
+    "demo_pretrain": _demo_pretrain,
     "demo": _demo,
     "sam_image": _sam_image,
     "sam_video": _sam_video,

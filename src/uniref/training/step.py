@@ -54,11 +54,12 @@ def split_features(feats: VisualFeatures, n: int) -> tuple[VisualFeatures, Visua
     return part(slice(0, n)), part(slice(n, None))
 
 
-def make_targets(masks: list[Tensor], padded: tuple[int, int]) -> list[Target]:
-    """Targets from per-image ``[n, H, W]`` bool masks: boxes from the masks, masks zero-padded to ``padded``."""
+def make_targets(masks: list[Tensor], padded: tuple[int, int], labels: list[Tensor] | None = None) -> list[Target]:
+    """Targets from per-image ``[n, H, W]`` bool masks: boxes from the masks, masks zero-padded to ``padded``;
+    class ids from ``labels`` (per image ``[n]``), else all 0 (class-agnostic)."""
     targets = []
     hp, wp = padded
-    for m in masks:
+    for i, m in enumerate(masks):
         n, h, w = m.shape
         # pixel-edge box (x0, y0, x1, y1) of each mask, as a box annotation would give; empty masks get zeros
         rows, cols = m.any(2).to(torch.uint8), m.any(1).to(torch.uint8)
@@ -67,8 +68,8 @@ def make_targets(masks: list[Tensor], padded: tuple[int, int]) -> list[Target]:
         boxes = torch.stack([x0, y0, x1, y1], 1).float() * rows.any(1, keepdim=True)
         pad = m.new_zeros((n, hp, wp))
         pad[:, :h, :w] = m
-        labels = torch.zeros(n, dtype=torch.int64, device=m.device)
-        targets.append(Target.from_pixel_boxes(labels, boxes, pad, (h, w)))
+        ids = torch.zeros(n, dtype=torch.int64, device=m.device) if labels is None else labels[i].to(m.device)
+        targets.append(Target.from_pixel_boxes(ids, boxes, pad, (h, w)))
     return targets
 
 
@@ -116,7 +117,12 @@ class TrainingModel(nn.Module):
             mask_ref = model.encode_mask(padded[b:], ref_masks, ref_feats)
 
         out = model.decode(feats, image_sizes, lang=lang, mask=mask_ref, masks=None)
-        targets = make_targets(batch.masks, tuple(padded.shape[-2:]))
+        if batch.labels is not None:
+            top = max((int(t.max()) for t in batch.labels if t.numel()), default=-1)
+            if top >= model.config.num_classes:
+                raise ValueError(f"dataset {batch.dataset}: class id {top} but the model has "
+                                 f"num_classes={model.config.num_classes}")
+        targets = make_targets(batch.masks, tuple(padded.shape[-2:]), batch.labels)
         out_stride = model.config.mask_stride_vos if batch.task == "vos" else model.config.mask_stride
 
         num_layers = out.layer_logits.shape[0]

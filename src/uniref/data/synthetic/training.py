@@ -5,7 +5,8 @@ training engine's sample builders take (:mod:`uniref.training.samples`).
 an image, ~30 ms for a clip), from ``(seed, task, split, i)`` only, so workers and resumed runs see the
 same data. Per task:
 
-* ``det`` — an image and the visible masks of all its objects;
+* ``det`` — an image, the visible masks of all its objects and their classes (shape x colour x texture, 192
+  classes: the world's stand-in for the Objects365 pretraining, which teaches the backbone what things look like);
 * ``ris`` — an image, one referred object (drawn per entry) and its expressions;
 * ``fss`` — an image whose class is a shape (entries cycle through the six shapes), mask = all its objects
   of that shape; supports are other entries of the class;
@@ -24,12 +25,13 @@ from collections.abc import Sequence
 import numpy as np
 import torch.utils.data
 
-from uniref.data.synthetic.vocabulary import SHAPES
+from uniref.data.synthetic.vocabulary import COLOURS, SHAPES, TEXTURES
 from uniref.data.synthetic.world import WorldConfig, generate_clip, generate_fss_image, generate_ris_image
 from uniref.training.samples import ImageEntry, TrainSample, VideoEntry, build_sample_builder
 from uniref.training.transforms import AugmentConfig
 
-__all__ = ["TASKS", "WorldEntries", "world_entries", "SyntheticTaskDataset", "demo_augment"]
+__all__ = ["TASKS", "NUM_APPEARANCE_CLASSES", "WorldEntries", "appearance_class", "world_entries",
+           "SyntheticTaskDataset", "demo_augment"]
 
 TASKS = ("det", "ris", "fss", "vos", "rvos")
 
@@ -62,8 +64,10 @@ class WorldEntries(Sequence):
 
     def _det(self, index: int) -> ImageEntry:
         item = generate_ris_image(self.seed, index, self.config, self.split)
-        image, masks = item.image, item.masks[item.masks.reshape(len(item.masks), -1).any(1)]
-        return ImageEntry(self._name(index), lambda: image, lambda: masks)
+        visible = item.masks.reshape(len(item.masks), -1).any(1)
+        image, masks = item.image, item.masks[visible]
+        labels = np.array([appearance_class(o.appearance) for o in item.scene.objects], dtype=np.int64)[visible]
+        return ImageEntry(self._name(index), lambda: image, lambda: masks, load_labels=lambda: labels)
 
     def _ris(self, index: int) -> ImageEntry:
         item = generate_ris_image(self.seed, index, self.config, self.split)
@@ -97,6 +101,17 @@ class WorldEntries(Sequence):
 
     def _rvos(self, index: int) -> VideoEntry:
         return self._video(index, True)
+
+
+NUM_APPEARANCE_CLASSES = len(SHAPES) * len(COLOURS) * len(TEXTURES)
+"""Detection classes of the world: every (shape, colour, texture) combination."""
+
+
+def appearance_class(appearance) -> int:
+    """The detection class of an object: its (shape, colour, texture) combination, in ``[0, 192)``."""
+    colours = list(COLOURS)
+    return ((SHAPES.index(appearance.shape) * len(colours) + colours.index(appearance.colour)) * len(TEXTURES)
+            + TEXTURES.index(appearance.texture))
 
 
 def world_entries(task: str, num: int, *, seed: int = 0, config: WorldConfig | None = None,
