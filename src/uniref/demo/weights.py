@@ -27,7 +27,7 @@ DEMO_WEIGHTS_SHA256: str | None = None
 """sha256 of the released bundled file (None until the trained weights are committed; the sidecar
 ``.sha256`` file is checked in any case)."""
 
-TRAIN_COMMAND = "uniref train demo --out runs/demo"
+TRAIN_COMMAND = "uniref train demo_pretrain --out runs/demo_pretrain && uniref train demo --out runs/demo"
 """The command that trains the demo model (its final weights are turned into the bundled file by
 :func:`export_demo_weights`)."""
 

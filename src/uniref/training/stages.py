@@ -330,10 +330,14 @@ def _demo_pretrain() -> StageConfig:
 
 
 def _demo() -> StageConfig:
-    """The bundled demo model: the ``demo`` config trained from scratch on the synthetic world, all four tasks
-    at once (``uniref train demo --out runs/demo``; its ``model_final.safetensors`` becomes the shipped file).
+    """The bundled demo model: the ``demo`` config trained on the synthetic world, all four tasks at once, from
+    ``demo_pretrain``'s weights (its 192-class heads re-initialised to one class, as the official stages do)::
 
-    Nothing visual is pretrained, so the backbone learns at the full rate; the MiniLM text encoder stays
+        uniref train demo_pretrain --out runs/demo_pretrain
+        uniref train demo --out runs/demo          # init_weights=runs/demo_pretrain/model_final.safetensors
+
+    Its ``model_final.safetensors`` becomes the shipped file (``uniref.demo.weights.export_demo_weights``).
+    The backbone learns at the full rate (it has seen only the pretraining); the MiniLM text encoder stays
     frozen (``model.text.freeze``). Batches are small and CPU-sized; the world's training seeds lie below
     :data:`~uniref.data.synthetic.world.HELD_OUT_SEED`, so the demo's held-out world is never seen.
     """
@@ -341,14 +345,15 @@ def _demo() -> StageConfig:
 
     mix = (("ris", 1.0), ("fss", 0.6), ("vos", 1.0), ("rvos", 1.0))
     return StageConfig(
-        name="demo", model="demo", init_mode="partial", mask_aux_loss=True,
+        name="demo", model="demo", init_weights="runs/demo_pretrain/model_final.safetensors", init_mode="partial",
+        mask_aux_loss=True,
         datasets=[DatasetConfig(f"world-{task}", "world", task, "", ratio, 4, mask_ref_prob=0.5,
                                 sampling_range=6, options={"num": 20000, "seed": 0}, augment=demo_augment())
                   for task, ratio in mix],
-        max_iter=6000, checkpoint_period=250, keep_checkpoints=2, log_period=10, seed=0, num_workers=1,
+        max_iter=12000, checkpoint_period=1000, keep_checkpoints=20, log_period=10, seed=0, num_workers=1,
         device="auto",
         optim=OptimConfig(base_lr=2e-4, backbone_multiplier=1.0, clip_norm=1.0, warmup_iters=100,
-                          warmup_factor=0.01, steps=(5000,)),
+                          warmup_factor=0.01, steps=(10000,)),
     )
 
 
