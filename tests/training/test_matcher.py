@@ -90,3 +90,13 @@ def test_hungarian_is_the_optimal_one_to_one_assignment():
     assert m.num_matched == 3
     assert torch.all(m.pred_idx[1:] > m.pred_idx[:-1])
     assert abs(cost[m.pred_idx, m.tgt_idx].sum().item() - best) < 1e-5
+
+
+def test_non_finite_costs_and_more_targets_than_queries_terminate():
+    # a NaN prediction (a diverging run) used to make the conflict loop spin forever
+    nan = float("nan")
+    m = _dynamic_k([[nan, nan, 1.0], [nan, nan, 2.0], [0.5, 3.0, nan]])
+    assert sorted(m.tgt_idx.tolist()) == [0, 1, 2] and len(set(m.pred_idx.tolist())) == 3
+    # three targets, two queries: each query keeps one target, the third target stays unmatched
+    m = _dynamic_k([[0.0, 1.0, 2.0], [3.0, 0.5, 1.0]])
+    assert m.pred_idx.tolist() == [0, 1] and m.tgt_idx.tolist() == [0, 1]

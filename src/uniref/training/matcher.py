@@ -143,7 +143,10 @@ class SimOTAMatcher:
     def _dynamic_k(self, cost: Tensor, ious: Tensor) -> Match:
         """Dynamic-k assignment on ``cost`` and ``ious``, both ``[q, n]``."""
         num_queries, num_targets = cost.shape
-        cost = cost.clone()
+        # non-finite predictions (a diverging run) must not stall the loop below: their pairs cost more than
+        # any finite one short of the rematch penalty, and the loss check after the forward pass stops the run
+        worst = 2.0 * self.outside_cost
+        cost = torch.nan_to_num(cost, nan=worst, posinf=worst, neginf=worst)
         assigned = torch.zeros_like(cost, dtype=torch.bool)
         top_ious, _ = torch.topk(ious, min(self.num_candidates, num_queries), dim=0)
         # floor() through an int cast as officially (the sums are non-negative)
@@ -157,7 +160,8 @@ class SimOTAMatcher:
         # queries already taken, until every target has one. Should two such targets pick the same free
         # query, it keeps its cheaper target and the loop runs again (spec: "resolve conflicts again"),
         # so no query ever ends with two targets.
-        while not assigned.any(0).all():
+        # (with more targets than queries some targets must stay unmatched: stop once every query is taken)
+        while not assigned.any(0).all() and not assigned.any(1).all():
             cost[assigned.any(1)] += self.rematch_penalty
             for t in torch.nonzero(~assigned.any(0)).flatten().tolist():
                 assigned[cost[:, t].argmin(), t] = True
