@@ -23,11 +23,10 @@ __all__ = ["DEMO_WEIGHTS", "DEMO_WEIGHTS_SHA256", "TRAIN_COMMAND", "build_demo_m
 DEMO_WEIGHTS = Path(__file__).resolve().parent.parent / "assets" / "demo.safetensors"
 """Where the bundled weights are expected."""
 
-DEMO_WEIGHTS_SHA256: str | None = None
-"""sha256 of the released bundled file (None until the trained weights are committed; the sidecar
-``.sha256`` file is checked in any case)."""
+DEMO_WEIGHTS_SHA256: str | None = "69f4e19659609876fb924b5348b8c8d348be3f5840048d6ba6d857c8eb0f04dd"
+"""sha256 of the bundled file, checked on every load (as is the ``.sha256`` sidecar of any other file)."""
 
-TRAIN_COMMAND = "uniref train demo_pretrain --out runs/demo_pretrain && uniref train demo --out runs/demo"
+TRAIN_COMMAND = "uniref train demo --out runs/demo"
 """The command that trains the demo model (its final weights are turned into the bundled file by
 :func:`export_demo_weights`)."""
 

@@ -310,34 +310,12 @@ def _synthetic() -> StageConfig:
     )
 
 
-def _demo_pretrain() -> StageConfig:
-    """The demo's stage 0, the world's stand-in for the Objects365 pretraining: detection and segmentation of
-    every object with its appearance class (shape x colour x texture, 192 classes), no reference. Nothing
-    visual is pretrained in the demo, and class-agnostic objectives never make the backbone tell a red dotted
-    star from a blue striped one, which the references are about (``uniref train demo_pretrain``)."""
-    from uniref.data.synthetic.training import NUM_APPEARANCE_CLASSES, demo_augment
-
-    return StageConfig(
-        name="demo_pretrain", model="demo", model_overrides={"num_classes": NUM_APPEARANCE_CLASSES},
-        init_mode="partial",
-        datasets=[DatasetConfig("world-det", "world", "det", "", 1.0, 4, options={"num": 20000, "seed": 1},
-                                augment=demo_augment())],
-        max_iter=4000, checkpoint_period=1000, keep_checkpoints=2, log_period=10, seed=1, num_workers=1,
-        device="auto",
-        optim=OptimConfig(base_lr=2e-4, backbone_multiplier=1.0, clip_norm=1.0, warmup_iters=100,
-                          warmup_factor=0.01, steps=(3500,)),
-    )
-
-
 def _demo() -> StageConfig:
-    """The bundled demo model: the ``demo`` config trained on the synthetic world, all four tasks at once, from
-    ``demo_pretrain``'s weights (its 192-class heads re-initialised to one class, as the official stages do)::
+    """The bundled demo model: the ``demo`` config trained from scratch on the synthetic world, all four tasks
+    at once (``uniref train demo --out runs/demo``, about 1 h 50 min on two CPU cores; its
+    ``model_final.safetensors`` becomes the shipped file through ``uniref.demo.weights.export_demo_weights``).
 
-        uniref train demo_pretrain --out runs/demo_pretrain
-        uniref train demo --out runs/demo          # init_weights=runs/demo_pretrain/model_final.safetensors
-
-    Its ``model_final.safetensors`` becomes the shipped file (``uniref.demo.weights.export_demo_weights``).
-    The backbone learns at the full rate (it has seen only the pretraining); the MiniLM text encoder stays
+    Nothing visual is pretrained, so the backbone learns at the full rate; the MiniLM text encoder stays
     frozen (``model.text.freeze``). Batches are small and CPU-sized; the world's training seeds lie below
     :data:`~uniref.data.synthetic.world.HELD_OUT_SEED`, so the demo's held-out world is never seen.
     """
@@ -345,15 +323,14 @@ def _demo() -> StageConfig:
 
     mix = (("ris", 1.0), ("fss", 0.6), ("vos", 1.0), ("rvos", 1.0))
     return StageConfig(
-        name="demo", model="demo", init_weights="runs/demo_pretrain/model_final.safetensors", init_mode="partial",
-        mask_aux_loss=True,
+        name="demo", model="demo", init_mode="partial", mask_aux_loss=True,
         datasets=[DatasetConfig(f"world-{task}", "world", task, "", ratio, 4, mask_ref_prob=0.5,
                                 sampling_range=6, options={"num": 20000, "seed": 0}, augment=demo_augment())
                   for task, ratio in mix],
-        max_iter=12000, checkpoint_period=1000, keep_checkpoints=20, log_period=10, seed=0, num_workers=1,
+        max_iter=15000, checkpoint_period=1000, keep_checkpoints=20, log_period=10, seed=0, num_workers=1,
         device="auto",
         optim=OptimConfig(base_lr=2e-4, backbone_multiplier=1.0, clip_norm=1.0, warmup_iters=100,
-                          warmup_factor=0.01, steps=(10000,)),
+                          warmup_factor=0.01, steps=(12000,)),
     )
 
 
@@ -398,7 +375,6 @@ _STAGES = {
     "video_vos_rvos": _video_vos_rvos,
     "finetune": _finetune,
     "synthetic": _synthetic,
-    "demo_pretrain": _demo_pretrain,
     "demo": _demo,
     "sam_image": _sam_image,
     "sam_video": _sam_video,
