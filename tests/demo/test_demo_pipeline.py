@@ -58,3 +58,12 @@ def test_cli_reports_missing_weights(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "none.safetensors" in err and "uniref train" in err
     assert not np.any([p.suffix == ".png" for p in (tmp_path / "o").rglob("*")])
+
+
+def test_demo_never_writes_into_a_folder_of_other_files(tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.txt").write_text("precious")
+    with pytest.raises(FileExistsError, match="not empty"):
+        run_demo(out, tmp_path / "weights.safetensors", sizes=SIZES, log=None)
+    assert [p.name for p in out.iterdir()] == ["thesis.txt"]

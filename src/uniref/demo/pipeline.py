@@ -7,8 +7,10 @@ Steps (all offline):
 3. RIS and FSS with :class:`~uniref.inference.ImagePredictor`, VOS and RVOS with
    :class:`~uniref.inference.video_predictor.VideoPredictor`;
 4. score with the evaluators (RIS oIoU / mIoU, FSS mIoU, DAVIS J&F with the first-appearance protocol since
-   objects enter late, RVOS J&F per expression) and write overlays: PNG for images, mp4 + GIF for videos,
-   plus ``overview.png`` (one picture of all four tasks), ``metrics.json`` and ``metrics.txt``.
+   objects enter late, RVOS J&F per expression) and write the predicted masks (``<task>/predictions``: binary
+   PNGs for RIS and FSS, DAVIS palette PNGs for VOS, the Ref-YouTube-VOS layout for RVOS), overlays (PNG for
+   images, mp4 + GIF for videos), ``overview.png`` (one picture of all four tasks), ``metrics.json`` and
+   ``metrics.txt``.
 """
 
 from __future__ import annotations
@@ -38,10 +40,10 @@ _FPS = 6.0
 class DemoSizes:
     """How much of the held-out world the demo runs on, and how many overlays it writes per task."""
 
-    ris_images: int = 10
+    ris_images: int = 5
     fss_per_class: int = 4
     vos_clips: int = 4
-    rvos_clips: int = 3
+    rvos_clips: int = 2
     overlays: int = 6
 
     @staticmethod
@@ -79,7 +81,8 @@ def _up(image: np.ndarray) -> np.ndarray:
 def _overlay(image: np.ndarray, labels: np.ndarray, **kwargs) -> np.ndarray:
     from uniref.io.overlay import overlay_masks
 
-    return overlay_masks(_up(image), _up(labels.astype(np.uint8)), show_ids=False, **kwargs)
+    # a strong fill and a wide outline: the world's objects are themselves brightly coloured
+    return overlay_masks(_up(image), _up(labels.astype(np.uint8)), show_ids=False, alpha=0.65, outline=3, **kwargs)
 
 
 def _save_png(path: Path, image: np.ndarray) -> Path:
@@ -107,10 +110,17 @@ def _write_video(stem: Path, frames: list[np.ndarray]) -> list[Path]:
 # ------------------------------------------------------------------------------------------ tasks
 
 
+def _file_stem(sample_id: str) -> str:
+    """A sample id as a file name (ids of FSS queries hold their class folder)."""
+    return str(sample_id).replace("/", "_")
+
+
 def _run_ris(model: nn.Module, root: Path, out: Path, sizes: DemoSizes, files: list[Path]) -> tuple[dict, list]:
     from uniref.data.datasets import build_dataset
     from uniref.evaluation.ris import RISEvaluator
     from uniref.inference.image_predictor import ImagePredictor
+
+    from uniref.io.masks import save_binary_png
 
     reader = build_dataset("refcoco", root, split="val")
     predictor = ImagePredictor(model)
@@ -119,6 +129,8 @@ def _run_ris(model: nn.Module, root: Path, out: Path, sizes: DemoSizes, files: l
     for n, sample in enumerate(reader):
         image, gt = sample.load_image(), sample.load_mask()
         pred = predictor.segment(image, text=sample.expression).mask
+        files.append(save_binary_png(out / "ris" / "predictions" / f"{_file_stem(sample.sample_id)}.png", pred,
+                                     overwrite=True))
         iou = evaluator.process(pred, gt, entry_id=sample.sample_id)
         if n < sizes.overlays:
             panel = _side_by_side(_overlay(image, pred, caption=f"\"{sample.expression}\"  IoU {iou:.2f}"),
@@ -133,6 +145,7 @@ def _run_fss(model: nn.Module, root: Path, out: Path, sizes: DemoSizes, files: l
     from uniref.data.datasets import build_dataset
     from uniref.evaluation.ris import FSSEvaluator
     from uniref.inference.image_predictor import ImagePredictor
+    from uniref.io.masks import save_binary_png
 
     reader = build_dataset("fss1000", root, split="val", shots=1)
     predictor = ImagePredictor(model)
@@ -143,12 +156,14 @@ def _run_fss(model: nn.Module, root: Path, out: Path, sizes: DemoSizes, files: l
         s_img, s_mask = support.load_image(), support.load_mask()
         image, gt = sample.load_image(), sample.load_mask()
         pred = predictor.segment(image, examples=[(s_img, s_mask)]).mask
+        files.append(save_binary_png(out / "fss" / "predictions" / f"{_file_stem(sample.sample_id)}.png", pred,
+                                     overwrite=True))
         cls = sample.info["class_name"]
         iou = evaluator.process(pred, gt, cls, entry_id=sample.sample_id)
         if n % max(1, len(reader) // max(1, sizes.overlays)) == 0 and len(panels) < sizes.overlays:
             panel = _side_by_side(_overlay(s_img, s_mask, caption=f"support ({cls.split('_', 1)[-1]})"),
                                   _overlay(image, pred, caption=f"query: prediction, IoU {iou:.2f}"))
-            files.append(_save_png(out / "fss" / f"{sample.sample_id.replace('/', '_')}.png", panel))
+            files.append(_save_png(out / "fss" / f"{_file_stem(sample.sample_id)}.png", panel))
             panels.append(panel)
     m = evaluator.evaluate()
     return {"mIoU": m.miou, "class-mIoU": m.class_miou, "FB-IoU": m.fb_iou, "count": m.count}, panels
@@ -175,8 +190,9 @@ def _run_vos(model: nn.Module, root: Path, out: Path, sizes: DemoSizes, files: l
         for result in predictor.propagate(state):
             name = sample.frame_names[result.frame_idx]
             files.append(save_label_png(pred_root / sample.name / f"{name}.png", result.label_map, overwrite=True))
-            overlays.append(_overlay(frames[result.frame_idx], result.label_map,
-                                     caption=f"VOS {sample.name} frame {result.frame_idx}"))
+            if n < sizes.overlays:
+                overlays.append(_overlay(frames[result.frame_idx], result.label_map,
+                                         caption=f"VOS {sample.name} frame {result.frame_idx}"))
         if n < sizes.overlays:
             files.extend(_write_video(out / "vos" / sample.name, overlays))
             strips.append(overlays)
@@ -265,6 +281,15 @@ def _overview(panels: dict[str, list]) -> np.ndarray:
     return np.concatenate(rows, axis=0)
 
 
+def _check_output_folder(out: Path) -> None:
+    """The demo rewrites its own earlier output, never a folder that holds something else."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"demo output {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not ((out / "world").is_dir() or (out / "metrics.json").is_file()):
+        raise FileExistsError(f"demo output folder {out} is not empty and holds no earlier demo output; "
+                              "choose another --out")
+
+
 def run_demo(
     out_dir: str | Path,
     weights: str | Path | None = None,
@@ -288,12 +313,14 @@ def run_demo(
 
     Raises:
         FileNotFoundError: no weights (the message says which file and how to make it).
+        FileExistsError: ``out_dir`` holds files that are not an earlier demo's output.
     """
     from uniref.data.synthetic.writers import write_world
     from uniref.demo.weights import build_demo_model
 
     say = log or (lambda _: None)
     out = Path(out_dir)
+    _check_output_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
     start = time.perf_counter()
@@ -321,7 +348,8 @@ def run_demo(
             key = _HEADLINE[name][0]
             say(f"{name}: {key} {metrics[name][key]:.1f} over {int(metrics[name]['count'])} entries "
                 f"({seconds[name]:.1f}s)")
-    files.append(_save_png(out / "overview.png", _overview(panels)))
+    if any(panels.values()):
+        files.append(_save_png(out / "overview.png", _overview(panels)))
     table = format_table(metrics)
     seconds["total"] = time.perf_counter() - start
     (out / "metrics.json").write_text(json.dumps({"seed": seed, "metrics": metrics, "seconds": seconds}, indent=2))
