@@ -1,6 +1,7 @@
 """Validate every checkpoint of a ``demo`` training run and draw its training curve.
 
     python scripts/demo_training_report.py runs/demo [--png docs/images/demo_training.png]
+    python scripts/demo_training_report.py --held-out      # the bundled weights on a large held-out world
 
 For each ``model_*.pt`` of the run (and ``model_final.safetensors``), the four tasks are run on a
 validation world (seed ``HELD_OUT_SEED + 1``: never trained on, and not the demo's own held-out seed) with
@@ -99,33 +100,55 @@ def plot(run: Path, results: dict[int, dict[str, float]], png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    colours = dict(zip(HEADLINE, ("tab:blue", "tab:orange", "tab:green", "tab:red")))  # one colour per task
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
-    for task, rows in sorted(_losses(run).items()):
+    for task, rows in sorted(_losses(run).items(), key=lambda item: list(HEADLINE).index(item[0])):
         its, loss = np.array(rows).T
         window = max(1, len(loss) // 40)
         smooth = np.convolve(loss, np.ones(window) / window, mode="valid")
-        left.plot(its[window - 1:], smooth, label=task)
+        left.plot(its[window - 1:], smooth, label=task, color=colours[task])
     left.set_yscale("log")
     left.set(xlabel="iteration", ylabel="training loss (moving average)", title="training loss per task")
     left.legend()
     its = sorted(results)
     for task in HEADLINE:
-        line, = right.plot(its, [results[i][task] for i in its], marker="o", label=f"{task} {HEADLINE[task]}")
-        right.axhline(TARGETS[task], color=line.get_color(), linestyle=":", linewidth=1)
+        right.plot(its, [results[i][task] for i in its], marker="o", label=f"{task} {HEADLINE[task]}",
+                   color=colours[task])
+        right.axhline(TARGETS[task], color=colours[task], linestyle=":", linewidth=1)
     right.set(xlabel="iteration", ylabel="percent", ylim=(0, 100),
               title=f"validation world (seed {VALIDATION_SEED}); dotted: targets")
-    right.legend(loc="lower right")
+    right.legend(loc="upper left")
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png)
     print(f"wrote {png}")
 
 
+HELD_OUT_SIZES = DemoSizes(ris_images=30, fss_per_class=10, vos_clips=20, rvos_clips=10, overlays=0)
+
+
+def held_out(weights: Path | None) -> str:
+    """The table of a demo weights file (default: the bundled one) on a large held-out world of the demo's seed."""
+    from uniref.demo.pipeline import DEMO_SEED, format_table
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        report = run_demo(tmp, weights, seed=DEMO_SEED, sizes=HELD_OUT_SIZES, log=None)
+    return format_table(report.metrics)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run", type=Path, help="the training run's output folder")
+    parser.add_argument("run", type=Path, nargs="?", help="the training run's output folder")
     parser.add_argument("--png", type=Path, default=Path("docs/images/demo_training.png"))
+    parser.add_argument("--held-out", action="store_true",
+                        help="instead: the bundled weights on a large held-out world (the demo's seed)")
     args = parser.parse_args()
+    if args.held_out:
+        print(held_out(None))
+        return
+    if args.run is None:
+        parser.error("give the training run's folder (or --held-out)")
     results = validate(args.run)
     plot(args.run, results, args.png)
 
