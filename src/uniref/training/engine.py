@@ -389,8 +389,7 @@ class Trainer:
             metrics: dict[str, float] = {}
             for e in evals:
                 result = evaluate(e.benchmark, e.root, weights, split=e.split or None, limit=e.limit or None,
-                                  out=folder / e.benchmark, device="cuda" if self.device.type == "cuda" else "cpu",
-                                  progress=False)
+                                  out=folder / e.benchmark, device=str(self.device), progress=False)
                 table = result.table
                 for row in table.rows + ([{"split": "mean", **table.mean}] if table.mean else []):
                     split = row.get("split", "")
