@@ -3,7 +3,7 @@
     python scripts/demo_training_report.py runs/demo [--png docs/images/demo_training.png]
     python scripts/demo_training_report.py --held-out      # the bundled weights on a large held-out world
 
-For each ``model_*.pt`` of the run (and ``model_final.safetensors``), the four tasks are run on a
+For each ``model_*.pt`` checkpoint of the run, the four tasks are run on a
 validation world (seed ``HELD_OUT_SEED + 1``: never trained on, and not the demo's own held-out seed) with
 the demo pipeline's evaluators. Results are cached in ``RUN/validation.json``, so a rerun only evaluates new
 checkpoints. The PNG shows the training loss of each task (moving average over the JSON-lines log) and the
