@@ -5,7 +5,7 @@ import torch
 
 from reference_data import golden, max_abs_diff, reference_dir
 from uniref.modeling.fusion import UniFusion
-from uniref.modeling.fusion.unifusion import reference_attention, sdpa_attention
+from uniref.modeling.fusion.unifusion import UniMultiHeadAttention, reference_attention, sdpa_attention
 from uniref.modeling.reference.features import ReferenceFeatures
 
 CASES = ("lang", "mask", "both")
@@ -198,3 +198,21 @@ def test_one_frame_against_a_batch_of_references_equals_its_copies(fused):
         copies = fusion([s.expand(3, -1, -1, -1) for s in srcs], mask=mask)
     for a, b in zip(shared, copies):
         assert a.shape == (3, 32) + tuple(b.shape[2:]) and torch.equal(a, b)
+
+
+@pytest.mark.parametrize("first_padded", [False, True])
+def test_module_keeps_ragged_padding_whatever_entry_comes_first(first_padded):
+    """Entries with different numbers of valid keys keep their mask, also when the first one has no padding."""
+    torch.manual_seed(5)
+    attn = UniMultiHeadAttention(16, 2, 8, 0.0, bf16=False, fused=False).eval()
+    query, key, value = torch.randn(2, 5, 16), torch.randn(2, 6, 16), torch.randn(2, 6, 16)
+    pad = torch.zeros(2, 6, dtype=torch.bool)
+    pad[1, 3:] = True
+    if first_padded:
+        query, key, value, pad = query.flip(0), key.flip(0), value.flip(0), pad.flip(0)
+    padded_row = 0 if first_padded else 1
+    with torch.no_grad():
+        both = attn(query, key, value, pad)
+        alone = attn(query[padded_row:padded_row + 1], key[padded_row:padded_row + 1, :3],
+                     value[padded_row:padded_row + 1, :3], None)
+    assert max_abs_diff(both[padded_row:padded_row + 1], alone) < 1e-6

@@ -100,8 +100,10 @@ def _drop_common_padding(key: Tensor, value: Tensor, key_padding_mask: Tensor) -
     valid = ~key_padding_mask.bool()
     counts = valid.sum(dim=1)
     count = int(counts[0])
-    if count == key.shape[1] or count == 0 or bool((counts != count).any()):
-        return key, value, key_padding_mask if count < key.shape[1] else None
+    if bool((counts != count).any()) or count == 0:
+        return key, value, key_padding_mask  # ragged, or nothing valid: the core handles both
+    if count == key.shape[1]:
+        return key, value, None
     pos = valid.nonzero()[:, 1].view(key.shape[0], count, 1)
     return (key.gather(1, pos.expand(-1, -1, key.shape[2])), value.gather(1, pos.expand(-1, -1, value.shape[2])),
             None)
