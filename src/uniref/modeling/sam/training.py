@@ -69,7 +69,9 @@ def sam_video_stage() -> SamStageConfig:
         ],
         base_lr=1e-4,
         max_iter=90_000,
-        steps=(75_000,),  # SOLVER.STEPS of the official yaml (spec section 12 lists only LR and iterations)
+        # spec section 12 gives this stage no step; the 75k step of the image stage and of the UniRef++ video
+        # stage (same LR, same length) is our assumption
+        steps=(75_000,),
         freeze_text_encoder=True,
     )
 
